@@ -1,0 +1,90 @@
+"""The event topics, and creating them on a broker (idempotently).
+
+One topic per producing service, `ganshou.<service>.events.v1`, keyed by stream id,
+retention unlimited: the topics are the shared history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+SERVICES = ("intake", "casework", "partner-resource")
+UNLIMITED = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def events_topic(service: str) -> str:
+    return f"ganshou.{service}.events.v1"
+
+
+def dead_letter_topic(service: str) -> str:
+    return f"ganshou.{service}.dead-letter.v1"
+
+
+def all_event_topics() -> list[str]:
+    return [events_topic(s) for s in SERVICES]
+
+
+async def wait_for_broker(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClient:
+    """Connect an admin client, retrying until the broker answers or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return admin
+        except (KafkaError, OSError) as exc:
+            last = exc
+            await admin.close()
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout_s}s: {last}")
+
+
+async def ensure_topics(
+    admin: AIOKafkaAdminClient, names: list[str], partitions: int
+) -> list[str]:
+    """Create the topics that are missing; returns the names created."""
+    existing = set(await admin.list_topics())
+    missing = [n for n in names if n not in existing]
+    if missing:
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(n, num_partitions=partitions, replication_factor=1, topic_configs=UNLIMITED)
+                    for n in missing
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass  # raced with another creator: the topic is there, which is all we want
+    return missing
+
+
+async def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Wait for Kafka and create Ganshou's topics.")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    try:
+        admin = await wait_for_broker(args.bootstrap, args.timeout)
+    except TimeoutError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        names = all_event_topics() + [dead_letter_topic(s) for s in SERVICES + ("metrics",)]
+        created = await ensure_topics(admin, names, args.partitions)
+        print(f"topics ready ({len(created)} created)")
+    finally:
+        await admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(_main(sys.argv[1:])))

@@ -1,0 +1,1 @@
+"""The casework service (see README.md and ../shared/ARCHITECTURE.md)."""

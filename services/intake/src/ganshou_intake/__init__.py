@@ -1,0 +1,1 @@
+"""The intake service (see README.md and ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""The metrics service (see README.md and ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""The partner-resource service (see README.md and ../shared/ARCHITECTURE.md)."""
