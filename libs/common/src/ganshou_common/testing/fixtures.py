@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -33,20 +34,27 @@ def test_dsn(port: int, database: str = "ganshou_test") -> str:
     return f"postgresql://ganshou_test:ganshou_test@127.0.0.1:{port}/{database}"
 
 
-@pytest.fixture
-async def pg_database(pg_port: int) -> AsyncIterator[str]:
-    """A fresh, empty database for one test; its DSN. Dropped afterwards."""
+@asynccontextmanager
+async def fresh_database(port: int) -> AsyncIterator[str]:
+    """A new, empty database on the local stack's PostgreSQL; its DSN. Dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     try:
-        admin = await asyncpg.connect(test_dsn(pg_port))
+        admin = await asyncpg.connect(test_dsn(port))
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL of the local stack is not reachable on port {pg_port} ({exc}); run `make up`")
+        pytest.fail(f"PostgreSQL of the local stack is not reachable on port {port} ({exc}); run `make up`")
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield test_dsn(pg_port, name)
+        yield test_dsn(port, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def pg_database(pg_port: int) -> AsyncIterator[str]:
+    """A fresh, empty database for one test."""
+    async with fresh_database(pg_port) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""Configuration from environment variables only, failing fast with the variable's name."""
+
+from __future__ import annotations
+
+import os
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        raise ConfigError(f"environment variable {name} is required but not set")
+    return value
+
+
+def env_int(name: str, default: int | None = None) -> int:
+    raw = env(name, None if default is None else str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"environment variable {name} must be a boolean, got {raw!r}")

@@ -1,0 +1,143 @@
+"""One contract for every event store: in memory and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ganshou_common.commands import execute, fingerprint
+from ganshou_common.errors import InvalidArgument, RequestIdReused
+from ganshou_common.eventstore import (
+    ANY_VERSION,
+    NO_STREAM,
+    Metadata,
+    NewEvent,
+    StreamAppend,
+    StreamVersionConflict,
+)
+
+
+def ev(n: int, community: str = "c1") -> NewEvent:
+    return NewEvent("ganshou.test.v1.Happened", f"payload-{n}".encode(), community_id=community)
+
+
+async def append(store, stream: str, expected: int, *events: NewEvent, meta: Metadata = Metadata()):
+    async with store.transaction() as tx:
+        return await tx.append(StreamAppend(stream, "thing", expected, list(events)), meta)
+
+
+async def test_appended_events_read_back_in_version_order(store) -> None:
+    await append(store, "s1", NO_STREAM, ev(1), ev(2), meta=Metadata("corr", "cause", "alice", "town_admin"))
+    await append(store, "s1", 2, ev(3))
+    events = await store.read_stream("s1")
+    assert [e.version for e in events] == [1, 2, 3]
+    assert [e.payload for e in events] == [b"payload-1", b"payload-2", b"payload-3"]
+    assert events[0].metadata == Metadata("corr", "cause", "alice", "town_admin")
+    assert events[0].community_id == "c1" and events[0].stream_type == "thing"
+    assert [e.version for e in await store.read_stream("s1", after_version=1)] == [2, 3]
+    assert await store.read_stream("nobody") == []
+
+
+async def test_stale_expected_version_conflicts_and_writes_nothing(store) -> None:
+    await append(store, "s1", NO_STREAM, ev(1))
+    with pytest.raises(StreamVersionConflict):
+        await append(store, "s1", NO_STREAM, ev(2))
+    with pytest.raises(StreamVersionConflict):
+        await append(store, "s1", 5, ev(2))  # ahead of the stream: no gaps either
+    assert [e.version for e in await store.read_stream("s1")] == [1]
+
+
+async def test_a_transaction_over_several_streams_is_all_or_nothing(store) -> None:
+    await append(store, "b", NO_STREAM, ev(1))
+    with pytest.raises(StreamVersionConflict):
+        async with store.transaction() as tx:
+            await tx.append(StreamAppend("a", "thing", NO_STREAM, [ev(1)]))
+            await tx.append(StreamAppend("b", "thing", NO_STREAM, [ev(2)]))
+    assert await store.read_stream("a") == []
+    assert await store.outbox_backlog() == 1
+
+
+async def test_any_version_appends_at_the_head(store) -> None:
+    await append(store, "s", ANY_VERSION, ev(1))
+    await append(store, "s", ANY_VERSION, ev(2))
+    assert [e.version for e in await store.read_stream("s")] == [1, 2]
+
+
+async def test_read_all_follows_global_position_and_event_ids_are_unique(store) -> None:
+    for i in range(5):
+        await append(store, f"s{i % 2}", ANY_VERSION, ev(i))
+    everything = await store.read_all()
+    positions = [e.position for e in everything]
+    assert positions == sorted(positions) and len(everything) == 5
+    assert len({e.event_id for e in everything}) == 5
+    assert [e.position for e in await store.read_all(after_position=positions[1], limit=2)] == positions[2:4]
+    assert await store.outbox_backlog() == 5
+
+
+async def test_concurrent_writers_of_one_stream_never_share_a_version(store) -> None:
+    results = await asyncio.gather(
+        *(append(store, "hot", NO_STREAM, ev(i)) for i in range(8)), return_exceptions=True
+    )
+    assert sum(1 for r in results if not isinstance(r, Exception)) == 1
+    assert all(isinstance(r, StreamVersionConflict) for r in results if isinstance(r, Exception))
+    assert len(await store.read_stream("hot")) == 1
+
+
+async def test_a_retried_request_returns_the_first_result_and_appends_nothing(store) -> None:
+    calls = 0
+
+    async def decide(tx) -> bytes:
+        nonlocal calls
+        calls += 1
+        stored = await tx.append(StreamAppend("order-1", "order", ANY_VERSION, [ev(calls)]))
+        return f"v{stored[-1].version}".encode()
+
+    fp = fingerprint("PlaceOrder", b"body")
+    assert await execute(store, "req-1", fp, decide) == b"v1"
+    assert await execute(store, "req-1", fp, decide) == b"v1"
+    assert calls == 1 and len(await store.read_stream("order-1")) == 1
+
+    with pytest.raises(RequestIdReused):
+        await execute(store, "req-1", fingerprint("PlaceOrder", b"other body"), decide)
+    with pytest.raises(InvalidArgument) as err:
+        await execute(store, "", fp, decide)
+    assert err.value.violations[0].field == "request_id"
+
+
+async def test_concurrent_retries_of_one_request_append_once(store) -> None:
+    async def decide(tx) -> bytes:
+        await tx.append(StreamAppend("order-2", "order", ANY_VERSION, [ev(1)]))
+        await asyncio.sleep(0.01)
+        return b"done"
+
+    fp = fingerprint("PlaceOrder", b"x")
+    results = await asyncio.gather(*(execute(store, "req-2", fp, decide) for _ in range(5)))
+    assert results == [b"done"] * 5
+    assert len(await store.read_stream("order-2")) == 1
+
+
+async def test_a_command_that_fails_leaves_nothing(store) -> None:
+    async def decide(tx) -> bytes:
+        await tx.append(StreamAppend("x", "thing", NO_STREAM, [ev(1)]))
+        raise InvalidArgument.field("name", "required")
+
+    with pytest.raises(InvalidArgument):
+        await execute(store, "req-3", "fp", decide)
+    assert await store.read_stream("x") == [] and await store.find_request("req-3") is None
+
+
+async def test_a_claimed_event_is_not_claimed_again(store) -> None:
+    async with store.transaction() as tx:
+        assert await tx.claim("casework", "demand-1", 1)
+    async with store.transaction() as tx:
+        assert not await tx.claim("casework", "demand-1", 1)
+        assert await tx.claim("casework", "demand-1", 2)
+        assert await tx.claim("other-consumer", "demand-1", 1)
+    # A claim in a transaction that fails is not kept.
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await tx.claim("casework", "demand-2", 1)
+            raise RuntimeError("effect failed")
+    async with store.transaction() as tx:
+        assert await tx.claim("casework", "demand-2", 1)
