@@ -1,0 +1,1 @@
+"""The transactional outbox relay (see relay.py for its guarantees)."""

@@ -1,0 +1,141 @@
+"""The transactional outbox relay: publishes committed events to Kafka, in stream order.
+
+How nothing is skipped: the relay never remembers a position. It reads the outbox rows
+that are visible now (committed), publishes them in position order, and deletes exactly
+those rows once Kafka has acknowledged them. A transaction that took a smaller position
+but commits after a larger one has committed (the gap a "WHERE position > last" relay
+would skip forever) simply shows up in a later read, because its row is still in the
+outbox. Rolled-back transactions leave no row, so they are never published.
+
+Stream order: a stream's version N+1 can only commit after version N did (the unique
+(stream_id, version) key), so it gets a larger position and is read in the same or a later
+batch; messages are keyed by stream id and sent by an idempotent producer, which keeps
+order within a partition.
+
+Crashes: a relay killed after publishing and before deleting publishes those rows again on
+restart (at least once); consumers skip what they have applied (stream id + version).
+One relay is active per database: it holds a PostgreSQL advisory lock, released when its
+connection dies, so a standby takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge, Histogram
+
+from ganshou_common import logs
+from ganshou_common.codec import to_envelope
+from ganshou_common.eventstore.postgres import row_to_event
+
+BACKLOG = Gauge("ganshou_outbox_backlog_events", "Events committed but not yet published", ["source"])
+PUBLISHED = Counter("ganshou_outbox_published_events_total", "Events published to Kafka", ["source"])
+BATCH_SECONDS = Histogram("ganshou_outbox_publish_batch_seconds", "Time to publish one batch", ["source"])
+LEADER = Gauge("ganshou_outbox_relay_leader", "1 while this relay holds the leader lock", ["source"])
+
+_FETCH = """
+SELECT e.position, e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.payload,
+       e.community_id, e.occurred_at, e.recorded_at, e.correlation_id, e.causation_id,
+       e.actor_subject, e.actor_role
+FROM outbox o JOIN events e ON e.position = o.position
+ORDER BY o.position
+LIMIT $1
+"""
+_LOCK_KEY = "ganshou-outbox-relay"
+
+log = logs.get("ganshou.outbox")
+
+
+async def new_producer(bootstrap: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        compression_type=None,
+    )
+    await producer.start()
+    return producer
+
+
+class OutboxRelay:
+    def __init__(self, dsn: str, bootstrap: str, topic: str, source: str, batch_size: int = 5000):
+        self.dsn, self.bootstrap, self.topic, self.source = dsn, bootstrap, topic, source
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stop(); survives broker and database outages by retrying."""
+        while not self._stopping.is_set():
+            try:
+                await self._run_as_leader()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay_database_error", error=str(exc))
+                await self._sleep(1.0)
+            except Exception as exc:  # a broker error, or anything else: retry, never die
+                log.exception("relay_error", error=str(exc))
+                await self._sleep(1.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _run_as_leader(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        producer: AIOKafkaProducer | None = None
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", _LOCK_KEY):
+                LEADER.labels(self.source).set(0)
+                await self._sleep(1.0)
+                if self._stopping.is_set():
+                    return
+            LEADER.labels(self.source).set(1)
+            log.info("relay_leader", topic=self.topic)
+            await conn.add_listener("ganshou_outbox", lambda *_: self._wake.set())
+            producer = await new_producer(self.bootstrap)
+            last_backlog = 0.0
+            while not self._stopping.is_set():
+                self._wake.clear()
+                published = await self.relay_once(conn, producer)
+                if time.monotonic() - last_backlog > 1.0:
+                    BACKLOG.labels(self.source).set(await conn.fetchval("SELECT count(*) FROM outbox"))
+                    last_backlog = time.monotonic()
+                if published < self.batch_size:
+                    try:  # a notification wakes us at once; poll anyway in case one was lost
+                        await asyncio.wait_for(self._wake.wait(), 0.5)
+                    except TimeoutError:
+                        pass
+        finally:
+            LEADER.labels(self.source).set(0)
+            if producer is not None:
+                await producer.stop()
+            await conn.close()
+
+    async def relay_once(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        """Publish one batch of committed outbox rows and delete them; returns how many."""
+        rows = await conn.fetch(_FETCH, self.batch_size)
+        if not rows:
+            return 0
+        started = time.perf_counter()
+        deliveries = []
+        for r in rows:
+            env = to_envelope(row_to_event(r), self.source)
+            deliveries.append(
+                await producer.send(self.topic, env.SerializeToString(), key=r["stream_id"].encode())
+            )
+        await asyncio.gather(*deliveries)  # raises if any was not acknowledged: keep the rows
+        await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", [r["position"] for r in rows])
+        PUBLISHED.labels(self.source).inc(len(rows))
+        BATCH_SECONDS.labels(self.source).observe(time.perf_counter() - started)
+        return len(rows)

@@ -1,0 +1,36 @@
+"""Reading a whole topic back in tests, to compare what was published with what was stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ganshou.common.v1 import envelope_pb2
+
+
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[envelope_pb2.EventEnvelope]:
+    """Every envelope on `topic` now, partition by partition in offset order."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        out: list[envelope_pb2.EventEnvelope] = []
+        async with asyncio.timeout(timeout_s):
+            for tp in partitions:
+                while await consumer.position(tp) < end[tp]:
+                    for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                        out.append(envelope_pb2.EventEnvelope.FromString(record.value))
+        return out
+    finally:
+        await consumer.stop()
