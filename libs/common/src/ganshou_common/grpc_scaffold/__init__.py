@@ -1,0 +1,1 @@
+"""The gRPC server scaffold every service uses: auth, errors, metrics, health, reflection."""
