@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ganshou.common.v1 import envelope_pb2
@@ -12,6 +12,11 @@ from ganshou.common.v1 import envelope_pb2
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[envelope_pb2.EventEnvelope]:
     """Every envelope on `topic` now, partition by partition in offset order."""
+    return [envelope_pb2.EventEnvelope.FromString(r.value) for r in await read_records(bootstrap, topic, timeout_s)]
+
+
+async def read_records(bootstrap: str, topic: str, timeout_s: float = 60) -> list[ConsumerRecord]:
+    """Every record on `topic` now, partition by partition in offset order."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -25,12 +30,12 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
-        out: list[envelope_pb2.EventEnvelope] = []
+        out: list[ConsumerRecord] = []
         async with asyncio.timeout(timeout_s):
             for tp in partitions:
                 while await consumer.position(tp) < end[tp]:
                     for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                        out.append(envelope_pb2.EventEnvelope.FromString(record.value))
+                        out.append(record)
         return out
     finally:
         await consumer.stop()

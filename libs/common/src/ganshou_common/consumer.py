@@ -1,0 +1,143 @@
+"""Idempotent consumers for the cross-service reactions (demand → case, help requested →
+offering matched).
+
+Each event is applied in one transaction of the consuming service's own store that also
+claims (consumer, stream id, version): an event seen twice, after a redelivery, a crash
+between commit and offset commit, or a rebalance, has no second effect. Offsets are
+committed after the transactions, so nothing is skipped.
+
+Poison messages (bytes that are not an envelope, a type no schema knows, a payload the
+handler rejects) go to the dead-letter topic with the reason and are counted; the
+consumer keeps going. An outage (database, broker) is retried, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter, Gauge
+
+from ganshou.common.v1 import envelope_pb2
+from ganshou_common import logs
+from ganshou_common.errors import DomainError
+from ganshou_common.eventstore.model import EventStore, Transaction
+from ganshou_common.schemas import load_all_schemas
+
+Handler = Callable[[Transaction, envelope_pb2.EventEnvelope], Awaitable[None]]
+
+APPLIED = Counter("ganshou_consumer_events_total", "Events seen by a consumer, by outcome",
+                  ["consumer", "outcome"])
+DEAD_LETTERS = Counter("ganshou_consumer_dead_letters_total", "Poison messages sent to the dead-letter topic",
+                       ["consumer", "reason"])
+LAG = Gauge("ganshou_consumer_lag_events", "Messages on the topic not yet consumed",
+            ["consumer", "topic", "partition"])
+
+log = logs.get("ganshou.consumer")
+
+
+class PoisonMessage(Exception):
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def decode(value: bytes | None) -> envelope_pb2.EventEnvelope:
+    try:
+        env = envelope_pb2.EventEnvelope.FromString(value or b"")
+    except DecodeError as exc:
+        raise PoisonMessage("undecodable", str(exc)) from None
+    if not env.stream_id or env.stream_version < 1 or not env.event_type:
+        raise PoisonMessage("incomplete_envelope", "stream_id, stream_version and event_type are required")
+    try:
+        descriptor_pool.Default().FindMessageTypeByName(env.event_type)
+    except KeyError:
+        raise PoisonMessage("unknown_event_type", env.event_type) from None
+    return env
+
+
+class IdempotentConsumer:
+    def __init__(
+        self,
+        name: str,
+        store: EventStore,
+        bootstrap: str,
+        topics: list[str],
+        handlers: Mapping[str, Handler],
+        dead_letter_topic: str,
+    ):
+        self.name, self.store, self.bootstrap, self.topics = name, store, bootstrap, topics
+        self.handlers, self.dead_letter_topic = handlers, dead_letter_topic
+        self._stopping = asyncio.Event()
+        load_all_schemas()  # so a known type this consumer ignores is not taken for poison
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def apply(self, value: bytes | None) -> str:
+        """Apply one message; returns the outcome. Raises PoisonMessage for a bad one."""
+        env = decode(value)
+        handler = self.handlers.get(env.event_type)
+        if handler is None:
+            return "ignored"
+        try:
+            async with self.store.transaction() as tx:
+                if not await tx.claim(self.name, env.stream_id, env.stream_version):
+                    return "duplicate"
+                await handler(tx, env)
+        except (DomainError, ValueError, DecodeError) as exc:
+            raise PoisonMessage("rejected_by_handler", f"{env.event_type} {env.stream_id}@{env.stream_version}: {exc}") from None
+        return "applied"
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=self.bootstrap, group_id=self.name, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=500,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        await consumer.start()
+        await producer.start()
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._handle(record, producer)
+                    hw = consumer.highwater(tp)
+                    if hw is not None:
+                        LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, hw - records[-1].offset - 1))
+                if batch:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _handle(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+        while True:
+            try:
+                outcome = await self.apply(record.value)
+                APPLIED.labels(self.name, outcome).inc()
+                return
+            except PoisonMessage as poison:
+                await self._dead_letter(record, poison, producer)
+                return
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                # An outage, not a bad message: wait and try the same message again.
+                log.warning("consumer_retrying", consumer=self.name, error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _dead_letter(self, record: ConsumerRecord, poison: PoisonMessage, producer: AIOKafkaProducer) -> None:
+        DEAD_LETTERS.labels(self.name, poison.reason).inc()
+        APPLIED.labels(self.name, "dead_lettered").inc()
+        log.warning("dead_lettered", consumer=self.name, reason=poison.reason, detail=poison.detail,
+                    topic=record.topic, partition=record.partition, offset=record.offset)
+        headers = [
+            ("reason", poison.reason.encode()), ("detail", poison.detail[:1000].encode()),
+            ("consumer", self.name.encode()), ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()), ("source_offset", str(record.offset).encode()),
+        ]
+        await producer.send_and_wait(self.dead_letter_topic, record.value or b"", key=record.key, headers=headers)

@@ -1,0 +1,87 @@
+"""The idempotent consumer on the real broker and database: duplicates have no second
+effect, poison goes to the dead-letter topic, a restarted consumer re-reading the topic
+changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from ganshou.common.v1 import envelope_pb2, types_pb2
+from ganshou_common.consumer import IdempotentConsumer
+from ganshou_common.eventstore.postgres import PostgresEventStore
+from ganshou_common.migrate import migrate
+from ganshou_common.testing.kafka import read_records
+
+pytestmark = pytest.mark.integration
+
+
+def envelope(stream: str, version: int, event_type: str = "ganshou.common.v1.Money", fen: int = 1) -> bytes:
+    env = envelope_pb2.EventEnvelope(event_id=str(uuid.uuid4()), stream_id=stream, stream_version=version,
+                                     event_type=event_type)
+    env.payload.Pack(types_pb2.Money(fen=fen))
+    env.payload.type_url = "type.googleapis.com/" + event_type
+    return env.SerializeToString()
+
+
+async def test_duplicates_apply_once_and_poison_is_dead_lettered(pg_database: str, kafka_bootstrap: str) -> None:
+    await migrate(pg_database)
+    topic, dlq = f"test.{uuid.uuid4().hex[:8]}", f"test.dlq.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 2, 1), NewTopic(dlq, 1, 1)])
+    await admin.close()
+
+    store = await PostgresEventStore.connect(pg_database)
+    async with store.transaction() as tx:
+        await tx.conn.execute("CREATE TABLE effects (stream_id text, version bigint, fen bigint)")
+
+    async def on_money(tx, env: envelope_pb2.EventEnvelope) -> None:
+        money = types_pb2.Money()
+        env.payload.Unpack(money)
+        if money.fen < 0:
+            raise ValueError("negative money makes no sense")
+        await tx.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", env.stream_id, env.stream_version, money.fen)
+
+    good = [envelope(f"s{i % 5}", i // 5 + 1, fen=100) for i in range(50)]
+    poison = [b"\xff\x00not protobuf", envelope("s9", 1, event_type="ganshou.nowhere.v1.Bogus"),
+              envelope("s8", 1, fen=-5)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    for value in good + poison + good[:20]:  # the first 20 delivered twice
+        # Keyed by stream, as the relay does, so each stream's versions arrive in order.
+        stream = envelope_pb2.EventEnvelope.FromString(value).stream_id if value in good else "poison"
+        await producer.send(topic, value, key=stream.encode())
+    await producer.stop()
+
+    async def consume(name: str, expect_seen: int) -> None:
+        consumer = IdempotentConsumer(name, store, kafka_bootstrap, [topic], {"ganshou.common.v1.Money": on_money}, dlq)
+        task = asyncio.create_task(consumer.run())
+        async with asyncio.timeout(30):
+            while await store.pool.fetchval("SELECT count(*) FROM effects") < expect_seen or \
+                    len(await dead_letter_reasons(kafka_bootstrap, dlq)) < 3:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # let any wrongful second application show itself
+        consumer.stop()
+        await task
+
+    await consume("reactor", 50)
+    # The same consumer, another Kafka group: it reads everything again, applies nothing.
+    consumer = IdempotentConsumer("reactor", store, kafka_bootstrap, [topic], {"ganshou.common.v1.Money": on_money}, dlq)
+    for value in good:
+        assert await consumer.apply(value) == "duplicate"
+
+    rows = await store.pool.fetch("SELECT stream_id, version FROM effects")
+    assert len(rows) == 50 and len({(r["stream_id"], r["version"]) for r in rows}) == 50
+    reasons = await dead_letter_reasons(kafka_bootstrap, dlq)
+    assert sorted(reasons) == ["rejected_by_handler", "undecodable", "unknown_event_type"]
+    await store.close()
+
+
+async def dead_letter_reasons(bootstrap: str, topic: str) -> list[str]:
+    return [dict(r.headers)["reason"].decode() for r in await read_records(bootstrap, topic)]
