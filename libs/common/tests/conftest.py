@@ -1,25 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 
 from ganshou_common.eventstore import MemoryEventStore
-from ganshou_common.eventstore.postgres import PostgresEventStore
-from ganshou_common.migrate import migrate
-from ganshou_common.testing.fixtures import fresh_database
-
-
-@asynccontextmanager
-async def migrated_store(port: int) -> AsyncIterator[PostgresEventStore]:
-    async with fresh_database(port) as dsn:
-        await migrate(dsn)
-        store = await PostgresEventStore.connect(dsn)
-        try:
-            yield store
-        finally:
-            await store.close()
+from ganshou_common.testing.fixtures import migrated_store
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])

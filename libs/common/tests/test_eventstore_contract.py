@@ -141,3 +141,4 @@ async def test_a_claimed_event_is_not_claimed_again(store) -> None:
             raise RuntimeError("effect failed")
     async with store.transaction() as tx:
         assert await tx.claim("casework", "demand-2", 1)
+

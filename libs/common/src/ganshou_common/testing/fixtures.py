@@ -60,3 +60,18 @@ async def pg_database(pg_port: int) -> AsyncIterator[str]:
 @pytest.fixture
 def unique_topic() -> str:
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def migrated_store(port: int):
+    """A PostgresEventStore on a fresh, migrated database."""
+    from ganshou_common.eventstore.postgres import PostgresEventStore
+    from ganshou_common.migrate import migrate
+
+    async with fresh_database(port) as dsn:
+        await migrate(dsn)
+        store = await PostgresEventStore.connect(dsn, max_size=30)
+        try:
+            yield store
+        finally:
+            await store.close()
