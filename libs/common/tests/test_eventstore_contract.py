@@ -142,3 +142,22 @@ async def test_a_claimed_event_is_not_claimed_again(store) -> None:
     async with store.transaction() as tx:
         assert await tx.claim("casework", "demand-2", 1)
 
+
+
+async def test_append_many_is_all_or_nothing_and_positions_follow_versions(store) -> None:
+    await append(store, "m2", NO_STREAM, ev(0))
+    async with store.transaction() as tx:
+        stored = await tx.append_many([
+            StreamAppend("m1", "thing", NO_STREAM, [ev(1), ev(2), ev(3)]),
+            StreamAppend("m2", "thing", 1, [ev(4)]),
+        ])
+    assert [(e.stream_id, e.version) for e in stored if e.stream_id == "m1"] == [("m1", 1), ("m1", 2), ("m1", 3)]
+    for stream in ("m1", "m2"):
+        events = await store.read_stream(stream)
+        assert [e.position for e in events] == sorted(e.position for e in events)
+    with pytest.raises(StreamVersionConflict) as conflict:
+        async with store.transaction() as tx:
+            await tx.append_many([StreamAppend("m3", "thing", NO_STREAM, [ev(5)]),
+                                  StreamAppend("m2", "thing", 1, [ev(6)])])
+    assert conflict.value.stream_id == "m2"
+    assert await store.read_stream("m3") == []

@@ -38,12 +38,13 @@ async def execute(
         raise InvalidArgument.field("request_id", "required: a client-chosen id that makes retries safe")
     if len(request_id) > 128:
         raise InvalidArgument.field("request_id", "at most 128 characters")
-    prior = await store.find_request(request_id)
-    if prior is not None:
-        return _replay(prior.fingerprint, fp, request_id, prior.result)
     for attempt in range(conflict_retries + 1):
         try:
             async with store.transaction() as tx:
+                # Checked inside the transaction: one connection, one round trip fewer.
+                prior = await tx.find_request(request_id)
+                if prior is not None:
+                    return _replay(prior.fingerprint, fp, request_id, prior.result)
                 result = await decide(tx)
                 await tx.record_request(request_id, fp, result)
             return result

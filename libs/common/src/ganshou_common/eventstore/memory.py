@@ -72,6 +72,18 @@ class MemoryTransaction:
         self._events.extend(stored)
         return stored
 
+    async def append_many(self, appends: list[StreamAppend], meta: Metadata = Metadata()) -> list[StoredEvent]:
+        if len({a.stream_id for a in appends}) != len(appends):
+            raise ValueError("append_many takes each stream once")
+        for a in appends:  # check every stream first: all or nothing
+            head = await self.stream_version(a.stream_id)
+            if a.expected_version not in (ANY_VERSION, head):
+                raise StreamVersionConflict(a.stream_id, a.expected_version, head)
+        return [e for a in appends for e in await self.append(a, meta)]
+
+    async def find_request(self, request_id: str) -> RequestRecord | None:
+        return self._requests.get(request_id) or self._state.requests.get(request_id)
+
     async def record_request(self, request_id: str, fingerprint: str, result: bytes) -> None:
         if request_id in self._state.requests or request_id in self._requests:
             raise RequestAlreadyRecorded(request_id)

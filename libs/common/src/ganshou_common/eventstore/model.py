@@ -84,6 +84,13 @@ class Transaction(Protocol):
         stream is elsewhere. The events are recorded for publishing in the same transaction."""
         ...
 
+    async def append_many(self, appends: list[StreamAppend], meta: Metadata = Metadata()) -> list[StoredEvent]:
+        """Append to several streams (each once) in one go: every stream must be at its
+        expected version, or nothing is appended."""
+        ...
+
+    async def find_request(self, request_id: str) -> RequestRecord | None: ...
+
     async def record_request(self, request_id: str, fingerprint: str, result: bytes) -> None:
         """Remember a command's result; raises RequestAlreadyRecorded when the id is taken."""
         ...

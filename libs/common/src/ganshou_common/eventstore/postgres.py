@@ -30,20 +30,36 @@ _COLUMNS = (
     "occurred_at, recorded_at, correlation_id, causation_id, actor_subject, actor_role"
 )
 
+# One round trip appends to any number of streams: check each stream's head against its
+# expected version, insert the events (ordered by stream and version, so positions follow
+# versions within a stream), and record them in the outbox. Nothing is inserted unless
+# every stream is where the caller expected it.
 _APPEND = """
-WITH ins AS (
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                         $7::bytea[], $8::text[], $9::timestamptz[])
+        AS e(event_id, stream_id, stream_type, expected, n, event_type, payload, community_id, occurred_at)
+), heads AS (
+    SELECT s.stream_id,
+           coalesce((SELECT max(version) FROM events ev WHERE ev.stream_id = s.stream_id), 0) AS v
+    FROM (SELECT DISTINCT stream_id FROM input) s
+), checked AS (
+    SELECT bool_and(i.expected = -1 OR i.expected = h.v) AS ok
+    FROM input i JOIN heads h USING (stream_id)
+), ins AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, event_type, payload,
                         community_id, occurred_at, recorded_at, correlation_id, causation_id,
                         actor_subject, actor_role)
-    SELECT e.event_id, $2, $3, e.version, e.event_type, e.payload, e.community_id, e.occurred_at,
-           $9, $10, $11, $12, $13
-    FROM unnest($1::uuid[], $4::bigint[], $5::text[], $6::bytea[], $7::text[], $8::timestamptz[])
-         AS e(event_id, version, event_type, payload, community_id, occurred_at)
-    RETURNING position, version
+    SELECT i.event_id, i.stream_id, i.stream_type, h.v + i.n, i.event_type, i.payload, i.community_id,
+           i.occurred_at, $10, $11, $12, $13, $14
+    FROM input i JOIN heads h USING (stream_id), checked
+    WHERE checked.ok
+    ORDER BY i.stream_id, i.n
+    RETURNING position, event_id, version
 ), ob AS (
     INSERT INTO outbox (position) SELECT position FROM ins
 )
-SELECT position, version FROM ins
+SELECT position, event_id, version FROM ins
 """
 
 
@@ -73,31 +89,51 @@ class PostgresTransaction:
         return [row_to_event(r) for r in rows]
 
     async def append(self, append: StreamAppend, meta: Metadata = Metadata()) -> list[StoredEvent]:
-        head = await self.stream_version(append.stream_id)
-        if append.expected_version != ANY_VERSION and append.expected_version != head:
-            raise StreamVersionConflict(append.stream_id, append.expected_version, head)
+        return await self.append_many([append], meta)
+
+    async def append_many(self, appends: list[StreamAppend], meta: Metadata = Metadata()) -> list[StoredEvent]:
+        """Append to several streams at once (a bulk import): all of them or none."""
+        flat = [(a, n, e) for a in appends for n, e in enumerate(a.events, start=1)]
+        if not flat:
+            return []
+        if len({a.stream_id for a in appends}) != len(appends):
+            raise ValueError("append_many takes each stream once")
         now = datetime.now(UTC)
-        ids = [new_event_id() for _ in append.events]
-        versions = list(range(head + 1, head + 1 + len(append.events)))
+        ids = [new_event_id() for _ in flat]
         try:
-            # A savepoint keeps a conflict from poisoning the caller's transaction.
-            async with self.conn.transaction():
-                rows = await self.conn.fetch(
-                    _APPEND, ids, append.stream_id, append.stream_type, versions,
-                    [e.event_type for e in append.events], [e.payload for e in append.events],
-                    [e.community_id for e in append.events], [e.occurred_at or now for e in append.events],
-                    now, meta.correlation_id, meta.causation_id, meta.actor_subject, meta.actor_role,
-                )
+            rows = await self.conn.fetch(
+                _APPEND, ids, [a.stream_id for a, _, _ in flat], [a.stream_type for a, _, _ in flat],
+                [a.expected_version for a, _, _ in flat], [n for _, n, _ in flat],
+                [e.event_type for _, _, e in flat], [e.payload for _, _, e in flat],
+                [e.community_id for _, _, e in flat], [e.occurred_at or now for _, _, e in flat],
+                now, meta.correlation_id, meta.causation_id, meta.actor_subject, meta.actor_role,
+            )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "events_stream_id_version_key":
-                raise StreamVersionConflict(append.stream_id, append.expected_version, None) from None
+            if exc.constraint_name == "events_stream_id_version_key":  # a concurrent writer won
+                raise StreamVersionConflict(appends[0].stream_id, appends[0].expected_version, None) from None
             raise
-        position = {r["version"]: r["position"] for r in rows}
-        return [
-            StoredEvent(position[v], i, append.stream_id, append.stream_type, v, e.event_type, e.payload,
-                        e.community_id, e.occurred_at or now, now, meta)
-            for i, v, e in zip(ids, versions, append.events, strict=True)
-        ]
+        if not rows:
+            await self._raise_conflict(appends)
+        placed = {r["event_id"]: (r["position"], r["version"]) for r in rows}
+        return sorted(
+            (StoredEvent(placed[i][0], i, a.stream_id, a.stream_type, placed[i][1], e.event_type, e.payload,
+                         e.community_id, e.occurred_at or now, now, meta)
+             for i, (a, _, e) in zip(ids, flat, strict=True)),
+            key=lambda ev: ev.position,
+        )
+
+    async def _raise_conflict(self, appends: list[StreamAppend]) -> None:
+        for a in appends:
+            head = await self.stream_version(a.stream_id)
+            if a.expected_version not in (ANY_VERSION, head):
+                raise StreamVersionConflict(a.stream_id, a.expected_version, head)
+        raise StreamVersionConflict(appends[0].stream_id, appends[0].expected_version, None)
+
+    async def find_request(self, request_id: str) -> RequestRecord | None:
+        r = await self.conn.fetchrow(
+            "SELECT request_id, fingerprint, result FROM requests WHERE request_id = $1", request_id
+        )
+        return RequestRecord(r["request_id"], r["fingerprint"], bytes(r["result"])) if r else None
 
     async def record_request(self, request_id: str, fingerprint: str, result: bytes) -> None:
         status = await self.conn.execute(
@@ -148,10 +184,8 @@ class PostgresEventStore:
         return [row_to_event(r) for r in rows]
 
     async def find_request(self, request_id: str) -> RequestRecord | None:
-        r = await self.pool.fetchrow(
-            "SELECT request_id, fingerprint, result FROM requests WHERE request_id = $1", request_id
-        )
-        return RequestRecord(r["request_id"], r["fingerprint"], bytes(r["result"])) if r else None
+        async with self.pool.acquire() as conn:
+            return await PostgresTransaction(conn).find_request(request_id)
 
     async def outbox_backlog(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM outbox")
