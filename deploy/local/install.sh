@@ -31,7 +31,7 @@ if ! command -v uv >/dev/null; then
   say "pip install uv"
   python3 -m pip install -q --user uv || python3 -m pip install -q --break-system-packages --user uv
 fi
-(cd "$GANSHOU_ROOT" && uv sync --locked --all-packages -q)
+(cd "$GANSHOU_ROOT" && uv sync --locked --all-packages --all-groups -q)
 
 # --- Kafka jars from Maven Central -------------------------------------------------------
 libs="$GANSHOU_RUN/kafka/libs-$KAFKA_VERSION"
