@@ -5,25 +5,51 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# name | gRPC port (or -) | metrics port | command (run with the workspace's Python)
-# Each service's issue adds its processes here.
+# name | gRPC port (or -) | metrics port | python -m … | database (ganshou_<db>)
 SERVICES=(
+  "intake       | 50051 | 29101 | ganshou_intake serve | intake"
+  "intake-relay | -     | 29111 | ganshou_intake relay | intake"
 )
+
+# Local secrets, made once: the token signing secret (for `ganshou token` / grpcurl) and
+# each service's personal-data master key. Never used outside this machine.
+SECRETS="$GANSHOU_RUN/secrets.env"
+if [ ! -f "$SECRETS" ]; then
+  mkdir -p "$GANSHOU_RUN"
+  {
+    echo "GANSHOU_TOKEN_SECRET=$(python3 -c 'import secrets;print(secrets.token_urlsafe(32))')"
+    echo "GANSHOU_PII_MASTER_KEY=$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())')"
+  } >"$SECRETS"
+  chmod 600 "$SECRETS"
+fi
+set -a; source "$SECRETS"; set +a
 
 field() { echo "$1" | awk -F'|' -v n="$2" '{gsub(/^ +| +$/, "", $n); print $n}'; }
 
 target_file() { echo "$GANSHOU_RUN/prometheus/targets/$1.json"; }
 
 up() {
-  local line name grpc metrics cmd
+  local line name grpc metrics cmd db dsn migrated=" "
   for line in "${SERVICES[@]}"; do
     name=$(field "$line" 1); grpc=$(field "$line" 2); metrics=$(field "$line" 3); cmd=$(field "$line" 4)
+    db=$(field "$line" 5)
+    dsn="postgresql://ganshou_$db:ganshou_$db@127.0.0.1:$PG_PORT/ganshou_$db"
     if is_running "$name"; then echo "$name: already running"; continue; fi
+    if [[ $migrated != *" ${cmd%% *} "* ]]; then
+      DATABASE_URL="$dsn" "$PY" -m "${cmd%% *}" migrate >>"$(logfile "$name")" 2>&1 \
+        || { tail -5 "$(logfile "$name")" >&2; die "$name: migrations failed; see $(logfile "$name")"; }
+      migrated+="${cmd%% *} "
+    fi
     # shellcheck disable=SC2086
-    start_proc "$name" env GRPC_PORT="$grpc" METRICS_PORT="$metrics" "$PY" -m $cmd
+    start_proc "$name" env GRPC_PORT="$grpc" GRPC_HOST=127.0.0.1 METRICS_PORT="$metrics" DATABASE_URL="$dsn" \
+      KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" "$PY" -m $cmd
     mkdir -p "$(dirname "$(target_file "$name")")"
     printf '[{"targets":["127.0.0.1:%s"],"labels":{"service":"%s"}}]\n' "$metrics" "$name" >"$(target_file "$name")"
-    wait_until "$name" 60 http_ok "http://127.0.0.1:$metrics/metrics"
+    if [ "$grpc" != "-" ]; then
+      wait_until "$name" 60 grpcurl -plaintext "127.0.0.1:$grpc" grpc.health.v1.Health/Check
+    else
+      wait_until "$name" 60 http_ok "http://127.0.0.1:$metrics/metrics"
+    fi
     echo "$name: started (gRPC ${grpc}, metrics :$metrics, log $(logfile "$name"))"
   done
 }
@@ -53,9 +79,13 @@ info() {
   echo "  Prometheus:  http://127.0.0.1:$PROMETHEUS_PORT"
   local line
   for line in "${SERVICES[@]}"; do
-    echo "  $(field "$line" 1): gRPC 127.0.0.1:$(field "$line" 2), metrics http://127.0.0.1:$(field "$line" 3)/metrics"
+    printf '  %-12s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
+      "$(field "$line" 2)" "$(field "$line" 3)"
   done
   echo "  Logs:        $GANSHOU_RUN/logs/"
+  echo "  A token:     export GANSHOU_TOKEN_SECRET=\$(grep TOKEN $SECRETS | cut -d= -f2-)"
+  echo "               uv run python -m ganshou_common.grpc_scaffold.tokens --role town_admin"
+  echo "  Try:         .run/bin/grpcurl -plaintext 127.0.0.1:50051 list"
   echo "  Stop with:   make down"
 }
 

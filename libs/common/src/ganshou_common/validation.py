@@ -1,0 +1,84 @@
+"""Field checks shared by every service: collect every violation, then raise once.
+
+    v = Violations()
+    v.required("name", request.name)
+    v.enum("segment", request.segment, Segment)
+    v.raise_if_any()
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from ganshou_common.errors import FieldViolation, InvalidArgument
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class Violations:
+    def __init__(self, prefix: str = ""):
+        self.items: list[FieldViolation] = []
+        self.prefix = prefix
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(self.prefix + field, description))
+
+    def required(self, field: str, value: str, max_len: int = 500) -> None:
+        if not value or not value.strip():
+            self.add(field, "required")
+        elif len(value) > max_len:
+            self.add(field, f"at most {max_len} characters")
+
+    def optional_text(self, field: str, value: str, max_len: int = 2000) -> None:
+        if len(value) > max_len:
+            self.add(field, f"at most {max_len} characters")
+
+    def code(self, field: str, value: str) -> None:
+        if not _ID.match(value or ""):
+            self.add(field, "required: lowercase letters, digits and '-', at most 40 characters")
+
+    def enum(self, field: str, value: int, enum: EnumTypeWrapper) -> None:
+        if value == 0:
+            self.add(field, f"required: one of {', '.join(enum.keys()[1:])}")
+        elif value not in enum.values():
+            self.add(field, f"unknown value {value}")
+
+    def enums(self, field: str, values: Iterable[int], enum: EnumTypeWrapper, at_least_one: bool = False) -> None:
+        values = list(values)
+        if at_least_one and not values:
+            self.add(field, f"at least one of {', '.join(enum.keys()[1:])}")
+        for i, value in enumerate(values):
+            if value == 0 or value not in enum.values():
+                self.add(f"{field}[{i}]", f"must be one of {', '.join(enum.keys()[1:])}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def page_size(value: int, default: int = 50, maximum: int = 500) -> int:
+    if value < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    return min(value or default, maximum)
+
+
+def encode_page_token(last_key: str) -> str:
+    """An opaque page token: where the next page starts after."""
+    return base64.urlsafe_b64encode(b"after:" + last_key.encode()).decode()
+
+
+def decode_page_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token.encode())
+    except (ValueError, binascii.Error):
+        raw = b""
+    if not raw.startswith(b"after:"):
+        raise InvalidArgument.field("page_token", "not a token from a previous page")
+    return raw[6:].decode()

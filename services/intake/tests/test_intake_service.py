@@ -1,0 +1,298 @@
+"""Intake end to end: the real gRPC server, PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ganshou.common.v1 import types_pb2 as t
+from ganshou.intake.v1 import events_pb2 as ev
+from ganshou.intake.v1 import intake_service_pb2 as api
+from ganshou_common.grpc_scaffold.auth import Role
+from ganshou_common.grpc_scaffold.errors import field_violations
+from ganshou_common.testing.kafka import read_topic
+from ganshou_common.topics import events_topic
+
+pytestmark = pytest.mark.integration
+
+NAMES = ["王小明", "李秀英"]
+PHONES = ["13800138000", "13912345678"]
+
+
+def id_number(seed: int) -> str:
+    body = f"31011519{80 + seed % 20:02d}0{1 + seed % 9}1{seed % 10}{seed % 7}{seed % 10}{seed % 3}"[:17]
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11]
+
+
+IDS = [id_number(1), id_number(2)]
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def ts(dt: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(dt)
+    return out
+
+
+def household_request(community_id: str, **over) -> api.RegisterHouseholdRequest:
+    req = api.RegisterHouseholdRequest(
+        request_id=rid(), community_id=community_id, address="张江镇 科苑路 88弄 3号 502室",
+        segments=[t.SEGMENT_LOCAL], care_groups=[t.CARE_GROUP_HARDSHIP],
+        residents=[api.ResidentInput(name=NAMES[i], phone=PHONES[i], id_number=IDS[i], segment=t.SEGMENT_LOCAL)
+                   for i in range(2)],
+    )
+    for k, v in over.items():
+        if k == "residents":
+            del req.residents[:]
+            req.residents.extend(v)
+        else:
+            setattr(req, k, v)
+    return req
+
+
+async def setup_community(intake, community_id: str) -> None:
+    await intake.stub.RegisterCommunity(api.RegisterCommunityRequest(
+        request_id=rid(), community_id=community_id, name="科苑居委", kind=ev.COMMUNITY_KIND_RESIDENTIAL),
+        metadata=intake.admin())
+
+
+async def error_of(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+async def test_a_cadres_day_from_household_to_demands(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    cadre = intake.cadre(community_id)
+    h = await intake.stub.RegisterHousehold(household_request(community_id), metadata=cadre)
+    other = await intake.stub.RegisterHousehold(household_request(community_id, residents=[]), metadata=cadre)
+    assert len(h.resident_ids) == 2
+
+    now = datetime.now(UTC)
+    campaign = await intake.stub.OpenVisitCampaign(api.OpenVisitCampaignRequest(
+        request_id=rid(), community_id=community_id, title="走千家 听万言 2026 秋",
+        starts_at=ts(now - timedelta(days=1)), ends_at=ts(now + timedelta(days=30))), metadata=cadre)
+    assert campaign.households_due == 2
+
+    visit = await intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=campaign.campaign_id, household_id=h.household_id,
+        outcome=ev.VISIT_OUTCOME_MET, notes="老人独居，腿脚不便",
+        demands=[api.DemandHeard(category="repair", description="楼道灯坏了", urgency=t.URGENCY_NORMAL,
+                                 resident_id=h.resident_ids[0])]), metadata=cadre)
+    assert len(visit.demand_ids) == 1
+    await intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=campaign.campaign_id, household_id=other.household_id,
+        outcome=ev.VISIT_OUTCOME_NOT_HOME), metadata=cadre)
+
+    hotline = intake.auth(Role.HOTLINE_OPERATOR, subject="operator-7")
+    call = await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+        request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_EMERGENCY, household_id=h.household_id,
+        caller_phone="13800138000", category="medical", summary="老人突发疾病，需送医"), metadata=hotline)
+    assert call.demand_id
+    inquiry = await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+        request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="咨询社保办理时间"),
+        metadata=hotline)
+    assert not inquiry.demand_id
+    form = await intake.stub.RaiseDemand(api.RaiseDemandRequest(
+        request_id=rid(), community_id=community_id, channel=t.CHANNEL_FORM, urgency=t.URGENCY_NORMAL,
+        category="parking", description="小区停车难"), metadata=cadre)
+
+    demands = await intake.stub.ListDemands(api.ListDemandsRequest(community_id=community_id), metadata=cadre)
+    assert {d.demand_id for d in demands.demands} == {visit.demand_ids[0], call.demand_id, form.demand_id}
+    emergency = next(d for d in demands.demands if d.demand_id == call.demand_id)
+    assert (emergency.channel, emergency.urgency) == (t.CHANNEL_HOTLINE, t.URGENCY_EMERGENCY)
+
+    got = await intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=h.household_id, purpose="回访"),
+                                         metadata=cadre)
+    assert got.household.address == "张江镇 科苑路 88弄 3号 502室"
+    assert sorted(r.name for r in got.household.residents) == sorted(NAMES)
+
+    conn = await asyncpg.connect(intake.dsn)
+    audited = await conn.fetch("SELECT actor, purpose FROM personal_data_access")
+    await conn.close()
+    assert len(audited) == 3 and {(a["actor"], a["purpose"]) for a in audited} == {("cadre-1", "回访")}
+
+
+async def test_lists_paginate(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    ids = {(await intake.stub.RegisterHousehold(household_request(community_id, residents=[]),
+                                                metadata=intake.admin())).household_id for _ in range(7)}
+    seen, token = [], ""
+    while True:
+        page = await intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=community_id, page_size=3,
+                                                                          page_token=token), metadata=intake.admin())
+        seen += [h.household_id for h in page.households]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids)
+    err = await error_of(intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=community_id,
+                                                                              page_token="garbage"), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
+
+
+async def test_a_retried_request_returns_the_first_answer(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    req = household_request(community_id)
+    first = await intake.stub.RegisterHousehold(req, metadata=intake.admin())
+    again = await intake.stub.RegisterHousehold(req, metadata=intake.admin())
+    assert first == again
+    conn = await asyncpg.connect(intake.dsn)
+    n = await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'ganshou.intake.v1.HouseholdRegistered'")
+    await conn.close()
+    assert n == 1
+
+
+async def test_bad_fields_are_named(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    bad = household_request(community_id, address="")
+    bad.residents[0].phone = "12345"
+    bad.residents[1].id_number = "310115198001011234"  # wrong check character
+    bad.residents[1].segment = t.SEGMENT_UNSPECIFIED
+    err = await error_of(intake.stub.RegisterHousehold(bad, metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(err)) == {"address", "residents[0].phone", "residents[1].id_number", "residents[1].segment"}
+
+    err = await error_of(intake.stub.RegisterHousehold(household_request("c-nowhere"), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "community_id" in field_violations(err)
+    err = await error_of(intake.stub.RegisterHousehold(household_request(community_id, request_id=""),
+                                                       metadata=intake.admin()))
+    assert "request_id" in field_violations(err)
+
+
+async def test_visits_only_to_due_households_in_an_open_campaign(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    a = await intake.stub.RegisterHousehold(household_request(community_id, residents=[]), metadata=intake.admin())
+    b = await intake.stub.RegisterHousehold(household_request(community_id, residents=[]), metadata=intake.admin())
+    now = datetime.now(UTC)
+    c = await intake.stub.OpenVisitCampaign(api.OpenVisitCampaignRequest(
+        request_id=rid(), community_id=community_id, title="only a", household_ids=[a.household_id],
+        starts_at=ts(now - timedelta(days=1)), ends_at=ts(now + timedelta(days=1))), metadata=intake.admin())
+    err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=c.campaign_id, household_id=b.household_id, outcome=ev.VISIT_OUTCOME_MET),
+        metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "household_id" in field_violations(err)
+    err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=c.campaign_id, household_id=a.household_id, outcome=ev.VISIT_OUTCOME_MET,
+        visited_at=ts(now + timedelta(days=5))), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=c.campaign_id, household_id=a.household_id,
+        outcome=ev.VISIT_OUTCOME_NOT_HOME, demands=[api.DemandHeard(category="x", description="y",
+                                                                    urgency=t.URGENCY_NORMAL)]),
+        metadata=intake.admin()))
+    assert "demands" in field_violations(err)
+
+
+async def test_a_cadre_of_one_community_cannot_touch_another(intake, community_id) -> None:
+    other = f"c-{uuid.uuid4().hex[:8]}"
+    await setup_community(intake, community_id)
+    await setup_community(intake, other)
+    theirs = await intake.stub.RegisterHousehold(household_request(other), metadata=intake.admin())
+    mine = intake.cadre(community_id)
+    for call in (
+        intake.stub.RegisterHousehold(household_request(other), metadata=mine),
+        intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=theirs.household_id, purpose="x"), metadata=mine),
+        intake.stub.GetResident(api.GetResidentRequest(resident_id=theirs.resident_ids[0], purpose="x"), metadata=mine),
+        intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=other), metadata=mine),
+        intake.stub.ListDemands(api.ListDemandsRequest(community_id=other), metadata=mine),
+        intake.stub.RegisterResident(api.RegisterResidentRequest(
+            request_id=rid(), household_id=theirs.household_id,
+            resident=api.ResidentInput(name="x", segment=t.SEGMENT_LOCAL)), metadata=mine),
+        intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=theirs.resident_ids[0],
+                                                           reason="x"), metadata=mine),
+        intake.stub.RegisterCommunity(api.RegisterCommunityRequest(request_id=rid(), community_id="c-new", name="n",
+                                                                   kind=ev.COMMUNITY_KIND_VILLAGE), metadata=mine),
+    ):
+        assert (await error_of(call)).code() == grpc.StatusCode.PERMISSION_DENIED
+    auditor = intake.auth(Role.AUDITOR)
+    assert (await error_of(intake.stub.RegisterHousehold(household_request(other), metadata=auditor))).code() == \
+        grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_events_reach_kafka_in_order_without_plaintext_personal_data(intake, community_id, kafka_bootstrap) -> None:
+    await setup_community(intake, community_id)
+    h = await intake.stub.RegisterHousehold(household_request(community_id), metadata=intake.admin())
+    await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+        request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_DEMAND, household_id=h.household_id,
+        caller_phone=PHONES[1], category="water", summary="停水"), metadata=intake.admin())
+    conn = await asyncpg.connect(intake.dsn)
+    stored = await conn.fetch("SELECT stream_id, version, payload FROM events")
+    async with asyncio.timeout(30):
+        while await conn.fetchval("SELECT count(*) FROM outbox"):
+            await asyncio.sleep(0.1)
+    await conn.close()
+
+    ours = {r["stream_id"] for r in stored}
+    published = [m for m in await read_topic(kafka_bootstrap, events_topic("intake")) if m.stream_id in ours]
+    assert {(m.stream_id, m.stream_version) for m in published} == {(r["stream_id"], r["version"]) for r in stored}
+    for s in ours:
+        versions = [m.stream_version for m in published if m.stream_id == s]
+        assert versions == sorted(versions)
+    assert all(m.source == "intake" and m.community_id == community_id for m in published)
+
+    secrets = [x.encode() for x in NAMES + PHONES + IDS + ["科苑路 88弄"]]
+    blobs = [bytes(r["payload"]) for r in stored] + [m.SerializeToString() for m in published]
+    leaks = [s.decode() for s in secrets for b in blobs if s in b]
+    assert not leaks, f"plaintext personal data found: {leaks}"
+
+
+async def test_erasure_makes_a_person_unreadable_and_keeps_everything_else(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    h = await intake.stub.RegisterHousehold(household_request(community_id), metadata=intake.admin())
+    victim = h.resident_ids[0]
+    await intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=victim, reason="本人申请"),
+                                    metadata=intake.admin())
+    got = (await intake.stub.GetResident(api.GetResidentRequest(resident_id=victim, purpose="核查"),
+                                         metadata=intake.admin())).resident
+    assert got.erased and got.name == got.phone == got.id_number == "[erased]"
+    assert got.segment == t.SEGMENT_LOCAL and got.household_id == h.household_id
+    kept = (await intake.stub.GetResident(api.GetResidentRequest(resident_id=h.resident_ids[1], purpose="核查"),
+                                          metadata=intake.admin())).resident
+    assert not kept.erased and kept.name == NAMES[1]
+    listed = await intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=community_id), metadata=intake.admin())
+    assert listed.households[0].residents == 2
+    err = await error_of(intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=victim,
+                                                                            reason="again"), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    conn = await asyncpg.connect(intake.dsn)
+    assert not await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject_id = $1", f"resident-{victim}")
+    assert await conn.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", f"resident-{victim}") == 2
+    await conn.close()
+
+
+async def test_import_keeps_good_rows_reports_bad_and_is_idempotent(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    request_id = rid()
+    rows = []
+    for n in range(1, 13):
+        req = household_request(community_id, request_id="")
+        if n == 4:
+            req.address = ""
+        if n == 9:
+            req.community_id = "c-missing"
+        rows.append(api.ImportHouseholdsRequest(request_id=request_id, row_number=n, household=req))
+
+    async def send():
+        for r in rows:
+            yield r
+
+    result = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
+    assert result.households_imported == 10 and result.residents_imported == 20
+    assert sorted((r.row_number, r.field) for r in result.rejected) == [(4, "address"), (9, "community_id")]
+    again = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
+    assert again.household_ids == result.household_ids
+    conn = await asyncpg.connect(intake.dsn)
+    assert await conn.fetchval("SELECT count(*) FROM households") == 10
+    await conn.close()
