@@ -41,3 +41,11 @@ def unpack(env: envelope_pb2.EventEnvelope, message_type: type[Message]) -> Mess
     if env.event_type != msg.DESCRIPTOR.full_name or not env.payload.Unpack(msg):
         raise ValueError(f"payload is {env.event_type}, not {msg.DESCRIPTOR.full_name}")
     return msg
+
+
+def decode_payload(event_type: str, payload: bytes) -> Message:
+    """A stored event's payload as its protobuf message (the type must be loaded)."""
+    from google.protobuf import descriptor_pool, message_factory
+
+    descriptor = descriptor_pool.Default().FindMessageTypeByName(event_type)
+    return message_factory.GetMessageClass(descriptor).FromString(payload)

@@ -69,7 +69,9 @@ class IdempotentConsumer:
         topics: list[str],
         handlers: Mapping[str, Handler],
         dead_letter_topic: str,
+        group_id: str = "",
     ):
+        self.group_id = group_id or name
         self.name, self.store, self.bootstrap, self.topics = name, store, bootstrap, topics
         self.handlers, self.dead_letter_topic = handlers, dead_letter_topic
         self._stopping = asyncio.Event()
@@ -95,7 +97,7 @@ class IdempotentConsumer:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self.topics, bootstrap_servers=self.bootstrap, group_id=self.name, enable_auto_commit=False,
+            *self.topics, bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=500,
         )
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)

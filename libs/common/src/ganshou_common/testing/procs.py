@@ -16,11 +16,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_module(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start `python -m module` in its own session with `env` added; output to `log`."""
+def spawn_module(module: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start `python -m module args…` in its own session with `env` added; output to `log`."""
     out = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", module, *args], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

@@ -1,0 +1,219 @@
+"""Casework end to end on the real stack: gRPC, PostgreSQL, Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+
+from ganshou.casework.v1 import casework_service_pb2 as api
+from ganshou.casework.v1 import events_pb2 as ev
+from ganshou.common.v1 import types_pb2 as t
+from ganshou_casework.app.bootstrap import build_consumer
+from ganshou_casework.domain.promises import PromisePolicy
+from ganshou_common.grpc_scaffold.auth import Role
+from ganshou_common.grpc_scaffold.errors import field_violations
+from ganshou_common.testing.procs import free_port, kill, spawn_module
+
+from .conftest import demand_envelope, new_topic, publish
+
+pytestmark = pytest.mark.integration
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+async def error_of(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+async def test_a_demand_on_kafka_becomes_one_case_even_delivered_twice(casework, community_id, kafka_bootstrap,
+                                                                      monkeypatch) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    env = demand_envelope(community_id)
+    other = demand_envelope(community_id, urgency=t.URGENCY_EMERGENCY)
+    await publish(kafka_bootstrap, topic, [env, other, env, env])
+    monkeypatch.setenv("CASEWORK_SOURCE_TOPICS", topic)
+    monkeypatch.setenv("CASEWORK_CONSUMER_GROUP", f"test-{uuid.uuid4().hex[:8]}")
+    consumer = build_consumer(casework.app, kafka_bootstrap)
+    task = asyncio.create_task(consumer.run())
+    admin = Role.TOWN_ADMIN
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                listed = await casework.stub.ListCases(api.ListCasesRequest(community_id=community_id),
+                                                       metadata=casework.auth(admin))
+                if len(listed.cases) >= 2:
+                    break
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # time for a wrongful second case to show
+    finally:
+        consumer.stop()
+        await task
+    listed = await casework.stub.ListCases(api.ListCasesRequest(community_id=community_id), metadata=casework.auth(admin))
+    assert len(listed.cases) == 2
+    conn = await asyncpg.connect(casework.dsn)
+    assert await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'ganshou.casework.v1.CaseOpened'") == 2
+    await conn.close()
+
+
+async def test_the_whole_lifecycle_through_grpc(casework, community_id) -> None:
+    cadre = casework.auth(Role.COMMUNITY_CADRE, community_id, subject="cadre-3")
+    case_id = await casework.open_case(community_id)
+    s = casework.stub
+    r = await s.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id, note="收到"), metadata=cadre)
+    assert r.case.status == api.CASE_STATUS_RESPONDED
+    assert r.case.promises[0].state == "kept"
+    await s.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id, track=ev.TRACK_SOLVE_NOW), metadata=cadre)
+    post = await s.EstablishPost(api.EstablishPostRequest(request_id=rid(), community_id=community_id,
+                                                          kind=ev.POST_KIND_SAFETY_PATROL, holder="张师傅"), metadata=cadre)
+    await s.AssignCase(api.AssignCaseRequest(request_id=rid(), case_id=case_id, assignee_id=post.post_id,
+                                             assignee_kind=ev.ASSIGNEE_KIND_RESPONSIBILITY_POST), metadata=cadre)
+    await s.RecordOnSiteArrival(api.RecordOnSiteArrivalRequest(request_id=rid(), case_id=case_id), metadata=cadre)
+    await s.AddCaseNote(api.AddCaseNoteRequest(request_id=rid(), case_id=case_id, text="换了阀门"), metadata=cadre)
+    await s.ResolveCase(api.ResolveCaseRequest(request_id=rid(), case_id=case_id, summary="已修复"), metadata=cadre)
+    rated = await s.RateSatisfaction(api.RateSatisfactionRequest(request_id=rid(), case_id=case_id, score=1,
+                                                                 comment="又坏了"), metadata=cadre)
+    assert rated.case.status == api.CASE_STATUS_CLOSED and rated.case.last_score == 1
+    reopened = await s.ReopenCase(api.ReopenCaseRequest(request_id=rid(), case_id=case_id, reason="居民不满意"),
+                                  metadata=cadre)
+    assert reopened.case.status == api.CASE_STATUS_RESPONDED and reopened.case.reopen_count == 1
+    got = await s.GetCase(api.GetCaseRequest(case_id=case_id), metadata=cadre)
+    assert [h.event_type.rsplit(".", 1)[1] for h in got.case.history] == [
+        "CaseOpened", "CaseResponded", "PromiseKept", "CaseTriaged", "CaseAssigned", "OnSiteArrived", "CaseNoteAdded",
+        "CaseResolved", "SatisfactionRated", "CaseClosed", "CaseReopened"]
+    assert got.case.history[6].actor == "cadre-3" and "换了阀门" in got.case.history[6].detail
+
+
+async def test_illegal_transitions_and_bad_input_are_refused_and_change_nothing(casework, community_id) -> None:
+    admin = casework.auth(Role.TOWN_ADMIN)
+    case_id = await casework.open_case(community_id)
+    err = await error_of(casework.stub.RateSatisfaction(api.RateSatisfactionRequest(
+        request_id=rid(), case_id=case_id, score=5), metadata=admin))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    err = await error_of(casework.stub.RateSatisfaction(api.RateSatisfactionRequest(
+        request_id=rid(), case_id=case_id, score=9), metadata=admin))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "score" in field_violations(err)
+    err = await error_of(casework.stub.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id),
+                                                  metadata=admin))
+    assert "track" in field_violations(err)
+    err = await error_of(casework.stub.GetCase(api.GetCaseRequest(case_id="nope"), metadata=admin))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    got = await casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=admin)
+    assert got.case.version == 1 and got.case.status == api.CASE_STATUS_OPEN
+
+
+async def test_scopes_other_community_and_partner_staff(casework, community_id) -> None:
+    case_id = await casework.open_case(community_id)
+    other = casework.auth(Role.COMMUNITY_CADRE, "c-other")
+    for call in (casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=other),
+                 casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=other),
+                 casework.stub.ListCases(api.ListCasesRequest(community_id=community_id), metadata=other)):
+        assert (await error_of(call)).code() == grpc.StatusCode.PERMISSION_DENIED
+    partner = casework.auth(Role.PARTNER_STAFF, partner="p-1")
+    assert (await error_of(casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=partner))).code() == \
+        grpc.StatusCode.PERMISSION_DENIED
+    admin = casework.auth(Role.TOWN_ADMIN)
+    await casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=admin)
+    await casework.stub.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id, track=ev.TRACK_SOLVE_SOON),
+                                   metadata=admin)
+    await casework.stub.AssignCase(api.AssignCaseRequest(request_id=rid(), case_id=case_id, assignee_id="p-1",
+                                                         assignee_kind=ev.ASSIGNEE_KIND_PARTNER), metadata=admin)
+    got = await casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=partner)
+    assert got.case.partner_id == "p-1"
+    await casework.stub.ResolveCase(api.ResolveCaseRequest(request_id=rid(), case_id=case_id, summary="done"),
+                                    metadata=partner)
+
+
+async def test_a_second_report_links_as_a_contact(casework, community_id) -> None:
+    admin = casework.auth(Role.TOWN_ADMIN)
+    first, second = await casework.open_case(community_id), await casework.open_case(community_id)
+    linked = await casework.stub.LinkCase(api.LinkCaseRequest(request_id=rid(), case_id=second, primary_case_id=first),
+                                          metadata=admin)
+    assert linked.case.case_id == first and linked.case.contacts == 2
+    dup = await casework.stub.GetCase(api.GetCaseRequest(case_id=second), metadata=admin)
+    assert dup.case.status == api.CASE_STATUS_LINKED
+
+
+async def test_one_household_one_vote(casework, community_id) -> None:
+    cadre = casework.auth(Role.COMMUNITY_CADRE, community_id)
+    households = [f"h-{i}" for i in range(4)]
+    conn = await asyncpg.connect(casework.dsn)
+    await conn.executemany("INSERT INTO known_households VALUES ($1, $2)", [(h, community_id) for h in households])
+    await conn.close()
+    d = await casework.stub.OpenDeliberation(api.OpenDeliberationRequest(
+        request_id=rid(), community_id=community_id, topic="停车改造方案"), metadata=cadre)
+    assert d.households_eligible == 4
+    for h, choice in zip(households[:3], [ev.VOTE_CHOICE_FOR, ev.VOTE_CHOICE_FOR, ev.VOTE_CHOICE_AGAINST]):
+        await casework.stub.CastVote(api.CastVoteRequest(request_id=rid(), deliberation_id=d.deliberation_id,
+                                                         household_id=h, choice=choice), metadata=cadre)
+    again = await error_of(casework.stub.CastVote(api.CastVoteRequest(
+        request_id=rid(), deliberation_id=d.deliberation_id, household_id="h-0", choice=ev.VOTE_CHOICE_AGAINST),
+        metadata=cadre))
+    assert again.code() == grpc.StatusCode.ALREADY_EXISTS
+    stranger = await error_of(casework.stub.CastVote(api.CastVoteRequest(
+        request_id=rid(), deliberation_id=d.deliberation_id, household_id="h-99", choice=ev.VOTE_CHOICE_FOR),
+        metadata=cadre))
+    assert stranger.code() == grpc.StatusCode.INVALID_ARGUMENT
+    decided = await casework.stub.DecideDeliberation(api.DecideDeliberationRequest(
+        request_id=rid(), deliberation_id=d.deliberation_id, decision="通过"), metadata=cadre)
+    assert (decided.votes_for, decided.votes_against, decided.households_eligible) == (2, 1, 4)
+    closed = await error_of(casework.stub.CastVote(api.CastVoteRequest(
+        request_id=rid(), deliberation_id=d.deliberation_id, household_id="h-3", choice=ev.VOTE_CHOICE_FOR),
+        metadata=cadre))
+    assert closed.code() == grpc.StatusCode.FAILED_PRECONDITION
+    appraisal = api.RecordAppraisalRequest(request_id=rid(), community_id=community_id, period="2026H2",
+                                           subject="committee", representative_id="rep-1", score=92)
+    await casework.stub.RecordAppraisal(appraisal, metadata=cadre)
+    appraisal.request_id = rid()
+    assert (await error_of(casework.stub.RecordAppraisal(appraisal, metadata=cadre))).code() == \
+        grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_promise_breaks_on_time_with_casework_down_across_the_due_time(
+        casework, community_id, kafka_bootstrap, tmp_path: Path) -> None:
+    """An emergency whose on-site promise is due in 3 s: the worker is killed before the due
+    time and started after it; PromiseBroken is recorded within 5 s of its return."""
+    casework.app.policy = PromisePolicy(on_site_minutes_emergency=0.05)
+    case_id = await casework.open_case(community_id, urgency=t.URGENCY_EMERGENCY, channel=t.CHANNEL_FORM)
+    env = {"DATABASE_URL": casework.dsn, "KAFKA_BOOTSTRAP": kafka_bootstrap, "METRICS_PORT": str(free_port()),
+           "CASEWORK_SOURCE_TOPICS": await new_topic(kafka_bootstrap),
+           "CASEWORK_CONSUMER_GROUP": f"test-{uuid.uuid4().hex[:8]}"}
+    log = tmp_path / "worker.log"
+
+    async def broken() -> list:
+        conn = await asyncpg.connect(casework.dsn)
+        try:
+            return await conn.fetch("SELECT payload FROM events WHERE stream_id = $1 AND event_type = $2",
+                                    f"case-{case_id}", "ganshou.casework.v1.PromiseBroken")
+        finally:
+            await conn.close()
+
+    worker = spawn_module("ganshou_casework", env, log, "worker")
+    await asyncio.sleep(1.0)
+    kill(worker, signal.SIGKILL)
+    await asyncio.sleep(4.0)  # the due time passes while casework is down
+    assert await broken() == []
+    worker = spawn_module("ganshou_casework", env, log, "worker")
+    started = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout(5.0):
+            while not await broken():
+                await asyncio.sleep(0.1)
+        print(f"\npromise broken {asyncio.get_running_loop().time() - started:.2f}s after the worker returned")
+    finally:
+        kill(worker, signal.SIGTERM)
+    (row,) = await broken()
+    e = ev.PromiseBroken.FromString(row["payload"])
+    assert e.kind == ev.PROMISE_KIND_ON_SITE and e.detected_at.ToDatetime() > e.due_at.ToDatetime()
+    got = await casework.stub.ListCases(api.ListCasesRequest(community_id=community_id, overdue_only=True),
+                                        metadata=casework.auth(Role.TOWN_ADMIN))
+    assert [c.case_id for c in got.cases] == [case_id]
