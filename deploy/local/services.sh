@@ -9,6 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SERVICES=(
   "intake       | 50051 | 29101 | ganshou_intake serve | intake"
   "intake-relay | -     | 29111 | ganshou_intake relay | intake"
+  "casework        | 50052 | 29102 | ganshou_casework serve  | casework"
+  "casework-worker | -     | 29112 | ganshou_casework worker | casework"
+  "casework-relay  | -     | 29122 | ganshou_casework relay  | casework"
 )
 
 # Local secrets, made once: the token signing secret (for `ganshou token` / grpcurl) and
@@ -79,7 +82,7 @@ info() {
   echo "  Prometheus:  http://127.0.0.1:$PROMETHEUS_PORT"
   local line
   for line in "${SERVICES[@]}"; do
-    printf '  %-12s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
+    printf '  %-16s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
       "$(field "$line" 2)" "$(field "$line" 3)"
   done
   echo "  Logs:        $GANSHOU_RUN/logs/"

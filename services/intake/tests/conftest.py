@@ -17,7 +17,6 @@ from ganshou_common.grpc_scaffold.auth import Role, mint_token
 from ganshou_common.migrate import migrate
 from ganshou_common.outbox.relay import OutboxRelay
 from ganshou_common.testing.fixtures import fresh_database
-from ganshou_common.topics import events_topic
 from ganshou_intake.adapters.read_models import SQL_DIR
 from ganshou_intake.app.bootstrap import Settings, bootstrap
 from ganshou_common.pii import MasterKey
@@ -30,6 +29,7 @@ class Intake:
     stub: rpc.IntakeServiceStub
     dsn: str
     port: int
+    topic: str
 
     @staticmethod
     def auth(role: Role, *communities: str, subject: str = "tester") -> tuple[tuple[str, str]]:
@@ -48,11 +48,14 @@ async def intake(pg_port: int, kafka_bootstrap: str) -> AsyncIterator[Intake]:
         await migrate(dsn, [SQL_DIR])
         server, store = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 10))
         await server.start()
-        relay = OutboxRelay(dsn, kafka_bootstrap, events_topic("intake"), "intake")
+        # The relay publishes to a topic of this test's own, not ganshou.intake.events.v1,
+        # so a running local system's consumers never see test events.
+        topic = f"test.intake.{uuid.uuid4().hex[:8]}"
+        relay = OutboxRelay(dsn, kafka_bootstrap, topic, "intake")
         relay_task = asyncio.create_task(relay.run())
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                yield Intake(rpc.IntakeServiceStub(channel), dsn, server.port)
+                yield Intake(rpc.IntakeServiceStub(channel), dsn, server.port, topic)
         finally:
             relay.stop()
             await relay_task

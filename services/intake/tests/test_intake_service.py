@@ -17,7 +17,6 @@ from ganshou.intake.v1 import intake_service_pb2 as api
 from ganshou_common.grpc_scaffold.auth import Role
 from ganshou_common.grpc_scaffold.errors import field_violations
 from ganshou_common.testing.kafka import read_topic
-from ganshou_common.topics import events_topic
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +234,7 @@ async def test_events_reach_kafka_in_order_without_plaintext_personal_data(intak
     await conn.close()
 
     ours = {r["stream_id"] for r in stored}
-    published = [m for m in await read_topic(kafka_bootstrap, events_topic("intake")) if m.stream_id in ours]
+    published = [m for m in await read_topic(kafka_bootstrap, intake.topic) if m.stream_id in ours]
     assert {(m.stream_id, m.stream_version) for m in published} == {(r["stream_id"], r["version"]) for r in stored}
     for s in ours:
         versions = [m.stream_version for m in published if m.stream_id == s]
