@@ -12,6 +12,9 @@ SERVICES=(
   "casework        | 50052 | 29102 | ganshou_casework serve  | casework"
   "casework-worker | -     | 29112 | ganshou_casework worker | casework"
   "casework-relay  | -     | 29122 | ganshou_casework relay  | casework"
+  "partner-resource        | 50053 | 29103 | ganshou_partner_resource serve  | partner_resource"
+  "partner-resource-worker | -     | 29113 | ganshou_partner_resource worker | partner_resource"
+  "partner-resource-relay  | -     | 29123 | ganshou_partner_resource relay  | partner_resource"
 )
 
 # Local secrets, made once: the token signing secret (for `ganshou token` / grpcurl) and
@@ -82,7 +85,7 @@ info() {
   echo "  Prometheus:  http://127.0.0.1:$PROMETHEUS_PORT"
   local line
   for line in "${SERVICES[@]}"; do
-    printf '  %-16s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
+    printf '  %-25s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
       "$(field "$line" 2)" "$(field "$line" 3)"
   done
   echo "  Logs:        $GANSHOU_RUN/logs/"

@@ -1,0 +1,143 @@
+"""Partner-resource end to end: the real gRPC server and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import asyncpg
+import grpc
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+
+from ganshou.common.v1 import types_pb2 as t
+from ganshou.partner_resource.v1 import events_pb2 as ev
+from ganshou.partner_resource.v1 import partner_resource_service_pb2 as api
+from ganshou_common.grpc_scaffold.auth import Role
+from ganshou_common.grpc_scaffold.errors import field_violations
+from ganshou_common.schemas import load_all_schemas
+
+pytestmark = pytest.mark.integration
+ADMIN = Role.TOWN_ADMIN
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+async def error_of(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+async def test_partners_pairings_agreements(partners, community_id) -> None:
+    await partners.knows(community_id)
+    admin, s = partners.auth(ADMIN), partners.stub
+    p = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="上海中医药大学",
+                                                           kind=ev.PARTNER_KIND_UNIVERSITY), metadata=admin)
+    cadre = partners.auth(Role.COMMUNITY_CADRE, community_id)
+    pairing = await s.SignPairing(api.SignPairingRequest(request_id=rid(), partner_id=p.partner_id,
+                                                         community_id=community_id, relief_group="第7组"), metadata=cadre)
+    again = await error_of(s.SignPairing(api.SignPairingRequest(request_id=rid(), partner_id=p.partner_id,
+                                                                community_id=community_id), metadata=cadre))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    unknown = await error_of(s.SignPairing(api.SignPairingRequest(request_id=rid(), partner_id=p.partner_id,
+                                                                  community_id="c-unknown"), metadata=admin))
+    assert "community_id" in field_violations(unknown)
+    await s.RecordAgreement(api.RecordAgreementRequest(request_id=rid(), pairing_id=pairing.pairing_id, title="义诊",
+                                                       category=ev.AGREEMENT_CATEGORY_SERVICE_FOR_PEOPLE), metadata=cadre)
+    listed = await s.ListAgreements(api.ListAgreementsRequest(community_id=community_id), metadata=cadre)
+    assert [a.category for a in listed.agreements] == [ev.AGREEMENT_CATEGORY_SERVICE_FOR_PEOPLE]
+    await s.EndPairing(api.EndPairingRequest(request_id=rid(), pairing_id=pairing.pairing_id, reason="到期"),
+                       metadata=admin)
+    pairings = await s.ListPairings(api.ListPairingsRequest(community_id=community_id), metadata=cadre)
+    assert [x.active for x in pairings.pairings] == [False]
+    other = await error_of(s.ListPairings(api.ListPairingsRequest(community_id="c-else"), metadata=cadre))
+    assert other.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_offerings_deliveries_and_capacity(partners, community_id) -> None:
+    await partners.knows(community_id, [("r-1", t.SEGMENT_MIGRANT)])
+    s = partners.stub
+    p = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="园林所", kind=ev.PARTNER_KIND_GOVERNMENT_AGENCY),
+                                metadata=partners.auth(ADMIN))
+    staff = partners.auth(Role.PARTNER_STAFF, partner=p.partner_id)
+    o = await s.PublishOffering(api.PublishOfferingRequest(request_id=rid(), partner_id=p.partner_id, category="clinic",
+                                                           title="义诊推拿", capacity_per_period=3,
+                                                           communities_served=[community_id]), metadata=staff)
+    d = await s.RecordDelivery(api.RecordDeliveryRequest(request_id=rid(), offering_id=o.offering_id,
+                                                         community_id=community_id, resident_id="r-1", person_times=2),
+                               metadata=staff)
+    assert d.used_this_period == 2
+    over = await error_of(s.RecordDelivery(api.RecordDeliveryRequest(
+        request_id=rid(), offering_id=o.offering_id, community_id=community_id, person_times=2), metadata=staff))
+    assert over.code() == grpc.StatusCode.FAILED_PRECONDITION and "capacity" in over.details()
+    forced = await s.RecordDelivery(api.RecordDeliveryRequest(request_id=rid(), offering_id=o.offering_id,
+                                                              community_id=community_id, person_times=2,
+                                                              override_capacity=True), metadata=staff)
+    assert forced.used_this_period == 4
+    cadre = partners.auth(Role.COMMUNITY_CADRE, community_id)
+    seen = await s.ListOfferings(api.ListOfferingsRequest(community_id=community_id), metadata=cadre)
+    assert [(x.offering_id, x.used_this_period) for x in seen.offerings] == [(o.offering_id, 4)]
+
+    rival = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="x", kind=ev.PARTNER_KIND_COMPANY),
+                                    metadata=partners.auth(ADMIN))
+    intruder = partners.auth(Role.PARTNER_STAFF, partner=rival.partner_id)
+    for call in (s.RecordDelivery(api.RecordDeliveryRequest(request_id=rid(), offering_id=o.offering_id,
+                                                            community_id=community_id, person_times=1), metadata=intruder),
+                 s.WithdrawOffering(api.WithdrawOfferingRequest(request_id=rid(), offering_id=o.offering_id),
+                                    metadata=intruder),
+                 s.PublishOffering(api.PublishOfferingRequest(request_id=rid(), partner_id=p.partner_id, category="x",
+                                                              title="x", capacity_per_period=1), metadata=intruder)):
+        assert (await error_of(call)).code() == grpc.StatusCode.PERMISSION_DENIED
+    bad = await error_of(s.PublishOffering(api.PublishOfferingRequest(request_id=rid(), partner_id=p.partner_id,
+                                                                      period="2026-13"), metadata=staff))
+    assert set(field_violations(bad)) == {"category", "title", "capacity_per_period", "period"}
+
+    conn = await asyncpg.connect(partners.dsn)
+    row = await conn.fetchrow("SELECT payload FROM events WHERE event_type = 'ganshou.partner_resource.v1.ServiceDelivered' "
+                              "ORDER BY position LIMIT 1")
+    await conn.close()
+    delivered = ev.ServiceDelivered.FromString(row["payload"])
+    assert (delivered.person_times, delivered.segment, delivered.community_id) == (2, t.SEGMENT_MIGRANT, community_id)
+
+
+async def test_aid_in_integer_fen_reversed_by_its_own_event(partners, community_id) -> None:
+    await partners.knows(community_id, [("r-9", t.SEGMENT_LOCAL)])
+    s, admin = partners.stub, partners.auth(ADMIN)
+    prog = await s.OpenAidProgramme(api.OpenAidProgrammeRequest(request_id=rid(), kind=ev.AID_KIND_ELDERLY, name="敬老",
+                                                                budget=t.Money(fen=1_000_000)), metadata=admin)
+    d = await s.DisburseAid(api.DisburseAidRequest(request_id=rid(), programme_id=prog.programme_id, resident_id="r-9",
+                                                   amount=t.Money(fen=50_050)), metadata=admin)
+    bad = await error_of(s.DisburseAid(api.DisburseAidRequest(request_id=rid(), programme_id=prog.programme_id,
+                                                              resident_id="r-9", amount=t.Money(fen=0)), metadata=admin))
+    assert "amount.fen" in field_violations(bad)
+    over = await error_of(s.DisburseAid(api.DisburseAidRequest(request_id=rid(), programme_id=prog.programme_id,
+                                                               resident_id="r-9", amount=t.Money(fen=2_000_000)),
+                                        metadata=admin))
+    assert over.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await s.ReverseDisbursement(api.ReverseDisbursementRequest(request_id=rid(), disbursement_id=d.disbursement_id,
+                                                               reason="发错人"), metadata=admin)
+    got = await s.GetDisbursement(api.GetDisbursementRequest(disbursement_id=d.disbursement_id), metadata=admin)
+    assert got.disbursement.reversed and got.disbursement.amount.fen == 50_050
+    progs = await s.ListAidProgrammes(api.ListAidProgrammesRequest(), metadata=admin)
+    assert progs.programmes[0].disbursed.fen == 0
+    conn = await asyncpg.connect(partners.dsn)
+    types = [r[0] for r in await conn.fetch("SELECT event_type FROM events WHERE stream_id = $1 ORDER BY version",
+                                            f"disbursement-{d.disbursement_id}")]
+    float_columns = await conn.fetch("SELECT table_name, column_name FROM information_schema.columns WHERE "
+                                     "table_schema = 'public' AND data_type IN ('real', 'double precision', 'numeric')")
+    await conn.close()
+    assert types == ["ganshou.partner_resource.v1.AidDisbursed", "ganshou.partner_resource.v1.AidDisbursementReversed"]
+    assert float_columns == []
+
+
+def test_money_is_never_a_float_in_any_message() -> None:
+    """No float or double field anywhere in Ganshou's protobuf schemas (API and events)."""
+    load_all_schemas()
+    floats = [f"{msg.full_name}.{f.name}"
+              for name, mod in list(sys.modules.items()) if name.startswith("ganshou.") and name.endswith("_pb2")
+              for msg in mod.DESCRIPTOR.message_types_by_name.values() for f in msg.fields
+              if f.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)]
+    assert floats == []
