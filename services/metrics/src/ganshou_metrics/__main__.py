@@ -1,0 +1,67 @@
+"""The metrics service: the faust projection worker, serving GetFigures / WatchFigures
+over gRPC and the figures on /metrics, in one process.
+
+    python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION)
+    python -m ganshou_metrics rebuild    project the topics from the beginning into a new generation
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ganshou_common import logs
+
+
+def worker() -> None:
+    import faust
+    from mode import Service
+    from prometheus_client import REGISTRY
+
+    from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
+    from ganshou_common.config import env, env_int
+    from ganshou_common.grpc_scaffold.server import GrpcServer
+    from ganshou_common.grpc_scaffold.settings import server_settings_from_env
+    from ganshou_common.grpc_scaffold.tokens import verifier_from_env
+    from ganshou_common.metrics_http import serve_metrics
+    from ganshou_metrics.adapters.faust_app import Projection
+    from ganshou_metrics.adapters.prometheus import FiguresCollector
+    from ganshou_metrics.api.servicer import SERVICE, MetricsServicer
+
+    topics = {s: os.environ[f"METRICS_TOPIC_{s.upper().replace('-', '_')}"]
+              for s in ("intake", "casework", "partner-resource")
+              if os.environ.get(f"METRICS_TOPIC_{s.upper().replace('-', '_')}")}
+    projection = Projection(env("KAFKA_BOOTSTRAP"), os.environ.get("METRICS_GENERATION", "1"),
+                            env_int("METRICS_PARTITIONS", 6), topics or None)
+    server = GrpcServer(server_settings_from_env(), verifier_from_env())
+    server.add(MetricsServicer(projection), rpc.add_MetricsServiceServicer_to_server, SERVICE)
+    REGISTRY.register(FiguresCollector(lambda: projection.figures))
+    serve_metrics(env_int("METRICS_PORT", 9100))
+
+    class Api(Service):
+        """The gRPC server lives and dies with the faust worker."""
+
+        async def on_start(self) -> None:
+            await server.start()
+
+        async def on_stop(self) -> None:
+            await server.stop()
+
+    projection.app.service(Api)
+    faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
+                 override_logging=False).execute_from_commandline()
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = (argv or sys.argv[1:] or ["worker"])[0]
+    logs.configure(f"metrics-{command}", os.environ.get("LOG_LEVEL", "INFO"))
+    if command == "worker":
+        worker()
+    elif command == "migrate":
+        print("metrics keeps no database: nothing to migrate")
+    else:
+        raise SystemExit(f"unknown command {command!r}: worker | migrate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The faust-streaming app: one agent per source topic, one table per topic holding one
+row per stream (its last applied version and its state), backed by a changelog topic.
+
+Exactness: each event costs one table write (the row, version included), so the
+dedupe marker and the contribution can never drift apart after a crash. The figures are
+kept in memory as sums of the rows' facts and recomputed from the tables after every
+recovery or rebalance. faust's exactly_once is not relied on.
+
+With several workers, each owns some partitions and its figures cover those; this
+deployment runs one active worker (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import faust
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+
+from ganshou.common.v1 import envelope_pb2
+from ganshou_common import logs
+from ganshou_common.schemas import load_all_schemas
+from ganshou_common.topics import SERVICES, events_topic
+from ganshou_metrics.domain.projection import Figures, apply
+
+log = logs.get("ganshou.metrics")
+PROJECTED = Counter("ganshou_metrics_projection_events_total", "Events seen by the projection, by outcome",
+                    ["topic", "outcome"])
+
+
+class Projection:
+    """The faust app and the live figures it keeps."""
+
+    def __init__(self, broker: str, generation: str = "1", partitions: int = 6,
+                 topics: dict[str, str] | None = None):
+        load_all_schemas()
+        self.figures = Figures()
+        self.changed = asyncio.Event()
+        self.app = faust.App(
+            f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
+            value_serializer="raw", key_serializer="raw", topic_partitions=partitions, web_enabled=False,
+            topic_replication_factor=1, table_standby_replicas=0, consumer_auto_offset_reset="earliest",
+            stream_wait_empty=False, producer_acks=-1,
+        )
+        self.tables: dict[str, faust.Table] = {}
+        for service in SERVICES:
+            name = (topics or {}).get(service, events_topic(service))
+            topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
+                                   key_serializer="raw", partitions=partitions)
+            table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
+                                   schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+                                   on_recover=self._recompute)
+            self.tables[service] = table
+            self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
+        self.app.on_rebalance_complete.connect(self._recompute)
+
+    def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
+        async def project(stream):
+            async for value in stream:
+                try:
+                    env = envelope_pb2.EventEnvelope.FromString(value)
+                    key = env.stream_id.encode()
+                    old = table.get(key)
+                    new = apply(old, env)
+                except (DecodeError, KeyError, ValueError) as exc:
+                    # Poison is the producing service's dead-letter matter; counted, skipped here.
+                    log.warning("projection_skipped", topic=topic, error=str(exc))
+                    PROJECTED.labels(topic, "skipped").inc()
+                    continue
+                if new is None:
+                    PROJECTED.labels(topic, "duplicate").inc()
+                    continue
+                table[key] = new  # the one durable write for this event
+                self.figures.replace(old, new)
+                self.figures.events += 1
+                PROJECTED.labels(topic, "applied").inc()
+                self.changed.set()
+        project.__name__ = f"project_{service.replace('-', '_')}"
+        return project
+
+    async def _recompute(self, *args, **kwargs) -> None:
+        rows = [row for table in self.tables.values() for row in table.values() if row]
+        figures = Figures.from_rows(rows)
+        figures.events = sum(r["v"] for r in rows)
+        self.figures = figures
+        self.changed.set()
+        log.info("figures_recomputed", streams=len(rows))

@@ -1,0 +1,73 @@
+"""GetFigures and WatchFigures: the live figures, scoped like every other read."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from ganshou.common.v1 import types_pb2
+from ganshou.metrics.v1 import metrics_service_pb2 as api
+from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
+from ganshou_common.errors import InvalidArgument, PermissionDenied
+from ganshou_common.grpc_scaffold.auth import Principal, Role
+from ganshou_common.grpc_scaffold.interceptor import current_principal
+from ganshou_common.grpc_scaffold.policy import admits
+from ganshou_metrics.adapters.faust_app import Projection
+
+SERVICE = "ganshou.metrics.v1.MetricsService"
+READERS = (Role.TOWN_ADMIN, Role.COMMUNITY_CADRE, Role.HOTLINE_OPERATOR, Role.PARTNER_STAFF, Role.AUDITOR)
+
+
+def _check(who: Principal, community_id: str, segment: int) -> None:
+    if segment and segment not in types_pb2.Segment.values():
+        raise InvalidArgument.field("segment", f"unknown segment {segment}")
+    if who.role == Role.COMMUNITY_CADRE and not community_id:
+        if len(who.communities) != 1:
+            raise InvalidArgument.field("community_id", "required: name one of your communities")
+    elif community_id:
+        who.require_community(community_id)
+    elif who.role == Role.PARTNER_STAFF:
+        raise PermissionDenied("partner staff see town-wide figures only through the town's reports")
+
+
+def figures_message(snapshot: dict) -> api.Figures:
+    return api.Figures(**snapshot)
+
+
+class MetricsServicer(rpc.MetricsServiceServicer):
+    def __init__(self, projection: Projection):
+        self.projection = projection
+
+    def _snapshot(self, who: Principal, community_id: str, segment: int) -> tuple[dict, datetime, int]:
+        _check(who, community_id, segment)
+        if who.role == Role.COMMUNITY_CADRE and not community_id:
+            community_id = next(iter(who.communities))
+        now = datetime.now(UTC)
+        f = self.projection.figures
+        return f.snapshot(community_id, segment, now), now, f.events
+
+    @admits(*READERS)
+    async def GetFigures(self, request, context):
+        snap, now, events = self._snapshot(current_principal(), request.community_id, request.segment)
+        out = api.GetFiguresResponse(figures=figures_message(snap), events_projected=events)
+        out.as_of.FromDatetime(now)
+        return out
+
+    @admits(*READERS)
+    async def WatchFigures(self, request, context):
+        who = current_principal()
+        interval = max(50, request.min_interval_ms or 500) / 1000
+        last: dict | None = None
+        while True:
+            snap, now, events = self._snapshot(who, request.community_id, request.segment)
+            if snap != last:  # coalesced: one update per interval at most, only on change
+                last = snap
+                out = api.WatchFiguresResponse(figures=figures_message(snap), events_projected=events)
+                out.as_of.FromDatetime(now)
+                yield out
+            self.projection.changed.clear()
+            try:
+                await asyncio.wait_for(self.projection.changed.wait(), timeout=5.0)
+            except TimeoutError:
+                pass  # re-evaluate anyway: an open promise can become overdue with no event
+            await asyncio.sleep(interval)
