@@ -40,9 +40,12 @@ class Projection:
         self.changed = asyncio.Event()
         self.app = faust.App(
             f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
-            value_serializer="raw", key_serializer="raw", topic_partitions=partitions, web_enabled=False,
+            topic_partitions=partitions, web_enabled=False,
             topic_replication_factor=1, table_standby_replicas=0, consumer_auto_offset_reset="earliest",
             stream_wait_empty=False, producer_acks=-1,
+            # A worker that dies (kill -9) leaves the group after 10 s rather than 60, so its
+            # replacement takes over its partitions quickly.
+            broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
         )
         self.tables: dict[str, faust.Table] = {}
         for service in SERVICES:
@@ -50,8 +53,7 @@ class Projection:
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
-                                   schema=faust.Schema(key_serializer="raw", value_serializer="json"),
-                                   on_recover=self._recompute)
+                                   key_type=str, on_recover=self._recompute)
             self.tables[service] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
@@ -61,7 +63,7 @@ class Projection:
             async for value in stream:
                 try:
                     env = envelope_pb2.EventEnvelope.FromString(value)
-                    key = env.stream_id.encode()
+                    key = env.stream_id
                     old = table.get(key)
                     new = apply(old, env)
                 except (DecodeError, KeyError, ValueError) as exc:

@@ -37,7 +37,7 @@ TOWN_AND_COMMUNITY = {
     "emergencies": ("ganshou_emergencies", "Emergency cases"),
     "on_site_kept": ("ganshou_on_site_promises_kept", "Someone on site within 15 minutes"),
     "on_site_late": ("ganshou_on_site_promises_late", "On-site promises broken or open past due"),
-    "on_site_within_15_min_rate": ("ganshou_on_site_within_15_minutes_ratio", "Emergencies reached in time"),
+    "on_site_within_15_min_rate": ("ganshou_on_site_in_time_ratio", "Emergencies with someone on site within the promise (15 min)"),
     "resolved": ("ganshou_cases_resolved", "Cases closed as resolved"),
     "explained": ("ganshou_cases_explained", "Cases closed as explained"),
     "resolved_or_explained_rate": ("ganshou_resolved_or_explained_ratio", "Resolved or explained / received"),
