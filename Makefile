@@ -31,6 +31,7 @@ status: ## what is running
 
 run: up ## install, start the stack and every service, load the demo town
 	@bash deploy/local/services.sh up
+	@bash deploy/local/services.sh demo
 	@bash deploy/local/services.sh info
 
 test: install ## all tests: unit, then integration against the real stack
@@ -42,7 +43,10 @@ test-unit: ## unit tests only (no infrastructure)
 bench: install ## benchmarks; results in bench/results/
 	@bash tools/bench.sh
 
-clean: down ## stop everything and delete .run/ (all local state)
+reset: down ## stop everything and delete the local state (keeps downloads)
+	rm -rf .run/postgres .run/kafka/data-* .run/prometheus .run/pids .run/logs .run/secrets.env
+
+clean: down ## stop everything and delete .run/ (all local state and downloads)
 	rm -rf .run
 
-.PHONY: help install proto lint up down stop status run test test-unit bench clean
+.PHONY: help install proto lint up down stop status run test test-unit bench reset clean

@@ -15,6 +15,7 @@ SERVICES=(
   "partner-resource        | 50053 | 29103 | ganshou_partner_resource serve  | partner_resource"
   "partner-resource-worker | -     | 29113 | ganshou_partner_resource worker | partner_resource"
   "partner-resource-relay  | -     | 29123 | ganshou_partner_resource relay  | partner_resource"
+  "metrics                 | 50054 | 29104 | ganshou_metrics worker          | metrics"
 )
 
 # Local secrets, made once: the token signing secret (for `ganshou token` / grpcurl) and
@@ -95,7 +96,12 @@ info() {
   echo "  Stop with:   make down"
 }
 
+demo() {
+  say "loading the demonstration town through the gRPC APIs"
+  (cd "$GANSHOU_ROOT" && "$PY" -m ganshou_cli.main demo "$@")
+}
+
 case ${1:-status} in
-  up) up ;; down) down ;; status) status ;; info) info ;;
-  *) die "usage: services.sh up|down|status|info" ;;
+  up) up ;; down) down ;; status) status ;; info) info ;; demo) shift; demo "$@" ;;
+  *) die "usage: services.sh up|down|status|info|demo" ;;
 esac

@@ -7,6 +7,7 @@ over gRPC and the figures on /metrics, in one process.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -48,6 +49,7 @@ def worker() -> None:
             await server.stop()
 
     projection.app.service(Api)
+    asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
     faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
                  override_logging=False).execute_from_commandline()
 

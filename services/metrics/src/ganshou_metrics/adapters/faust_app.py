@@ -37,6 +37,7 @@ class Projection:
                  topics: dict[str, str] | None = None):
         load_all_schemas()
         self.figures = Figures()
+        self.partitions = partitions
         self.changed = asyncio.Event()
         self.app = faust.App(
             f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
@@ -81,6 +82,27 @@ class Projection:
                 self.changed.set()
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
+
+    async def ensure_changelogs(self, bootstrap: str) -> None:
+        """Create the tables' changelog topics (compacted, as many partitions as the source
+        topics) before the worker starts: left to faust, a changelog created at first use
+        can show 0 partitions in the consumer's metadata and crash its agent in a loop."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t.changelog_topic_name for t in self.tables.values() if t.changelog_topic_name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics([NewTopic(n, self.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+                                               for n in missing])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
 
     async def _recompute(self, *args, **kwargs) -> None:
         rows = [row for table in self.tables.values() for row in table.values() if row]

@@ -1,0 +1,1 @@
+"""The ganshou command line."""

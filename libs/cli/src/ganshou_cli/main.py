@@ -1,0 +1,136 @@
+"""The `ganshou` command: what town staff and operators reach for daily.
+
+    ganshou token --role town_admin            a local bearer token
+    ganshou demo [--seed 2016]                 load the demonstration town
+    ganshou figures [--community C] [--watch]  the live figures
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from ganshou.common.v1 import types_pb2
+from ganshou.metrics.v1 import metrics_service_pb2 as mapi
+from ganshou_cli.clients import Clients, token as make_token
+from ganshou_common.grpc_scaffold.auth import Role
+from ganshou_common.grpc_scaffold.errors import field_violations
+
+app = typer.Typer(help="Ganshou (感受): felt-experience community service.", no_args_is_help=True)
+console = Console()
+
+ROWS = [
+    ("问需于民 Visit coverage", "visit_coverage", "{:.1%}", "households_visited", "households_due"),
+    ("Issues received", "issues_received", "{:,}", None, None),
+    ("Response rate", "response_rate", "{:.1%}", "responded", "issues_received"),
+    ("On-time response (1 h)", "on_time_response_rate", "{:.1%}", "response_promises_kept", None),
+    ("On site within 15 min", "on_site_within_15_min_rate", "{:.1%}", "on_site_kept", "emergencies"),
+    ("Resolved or explained", "resolved_or_explained_rate", "{:.1%}", None, "issues_received"),
+    ("Satisfaction (1–5)", "satisfaction_mean", "{:.2f}", "ratings", None),
+    ("Satisfied share", "satisfied_share", "{:.1%}", None, None),
+    ("Reopen rate", "reopen_rate", "{:.1%}", "reopened", None),
+    ("Pairing signing rate", "pairing_signing_rate", "{:.1%}", "units_with_pairing", "member_units"),
+    ("Service person-times", "service_person_times", "{:,}", None, None),
+    ("Aid paid (yuan)", "aid_paid_fen", "fen", None, None),
+    ("Aid beneficiaries (distinct)", "aid_distinct_persons", "{:,}", "aid_person_times", None),
+    ("Deliberation turnout", "deliberation_turnout", "{:.1%}", "deliberation_households_voted",
+     "deliberation_households_eligible"),
+    ("Deliberation approval", "deliberation_approval", "{:.1%}", "votes_for", None),
+]
+
+
+def _fmt(fmt: str, value) -> str:
+    return f"{value // 100:,}.{value % 100:02d}" if fmt == "fen" else fmt.format(value)
+
+
+def figures_table(f: mapi.Figures, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("figure", "value", "of"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for label, key, fmt, num, den in ROWS:
+        detail = ""
+        if num and den:
+            detail = f"{getattr(f, num):,} / {getattr(f, den):,}"
+        elif num:
+            detail = f"{getattr(f, num):,}"
+        table.add_row(label, _fmt(fmt, getattr(f, key)), detail)
+    return table
+
+
+def _fail(exc: grpc.aio.AioRpcError) -> None:
+    console.print(f"[red]{exc.code().name}[/red]: {exc.details()}")
+    for field, why in field_violations(exc).items():
+        console.print(f"  [yellow]{field}[/yellow]: {why}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def token(role: Annotated[Role, typer.Option(help="the role to act in")] = Role.TOWN_ADMIN,
+          community: Annotated[list[str], typer.Option(help="a community in scope (repeat)")] = [],  # noqa: B006
+          subject: str = "local-user") -> None:
+    """Mint a local bearer token (needs GANSHOU_TOKEN_SECRET)."""
+    print(make_token(role, community, subject))
+
+
+@app.command()
+def demo(seed: int = 2016, communities: int = 6, households: Annotated[int, typer.Option(
+        help="households per community")] = 15, show: bool = True) -> None:
+    """Load the demonstration town through the gRPC APIs, then show its figures."""
+    from ganshou_cli.demo import load_town
+
+    async def run() -> None:
+        clients = Clients.connect()
+        try:
+            await load_town(clients, seed, communities, households)
+            if show:
+                await asyncio.sleep(2)  # let the projection catch up with the last commands
+                reply = await clients.metrics.GetFigures(mapi.GetFiguresRequest(), metadata=clients.metadata)
+                console.print(figures_table(reply.figures, "张江 — the live figures"))
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    asyncio.run(run())
+
+
+@app.command()
+def figures(community: str = "", segment: Annotated[str, typer.Option(
+        help="local, migrant, white_collar, high_end_talent, foreign_national")] = "",
+            watch: bool = False, output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+    """The live figures, for the town or one community (and segment)."""
+    seg = types_pb2.Segment.Value(f"SEGMENT_{segment.upper()}") if segment else 0
+
+    async def run() -> None:
+        clients = Clients.connect()
+        try:
+            if watch:
+                async for update in clients.metrics.WatchFigures(mapi.WatchFiguresRequest(
+                        community_id=community, segment=seg), metadata=clients.metadata):
+                    show(update.figures)
+            else:
+                show((await clients.metrics.GetFigures(mapi.GetFiguresRequest(community_id=community, segment=seg),
+                                                       metadata=clients.metadata)).figures)
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    def show(f: mapi.Figures) -> None:
+        if output == "json":
+            print(json.dumps(json_format.MessageToDict(f, preserving_proto_field_name=True), ensure_ascii=False))
+        else:
+            console.print(figures_table(f, f"Live figures — {community or 'the whole town'}"))
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    app()
