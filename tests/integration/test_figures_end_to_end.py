@@ -105,8 +105,11 @@ async def load_small_town(system, c: str) -> dict:
 
     p = await system.partners.RegisterPartner(papi.RegisterPartnerRequest(
         request_id=rid(), name="中医药大学", kind=pev.PARTNER_KIND_UNIVERSITY), metadata=admin)
-    await eventually(lambda: system.partners.SignPairing(papi.SignPairingRequest(
+    pairing = await eventually(lambda: system.partners.SignPairing(papi.SignPairingRequest(
         request_id=f"pair-{c}", partner_id=p.partner_id, community_id=c), metadata=admin))
+    await system.partners.RecordAgreement(papi.RecordAgreementRequest(
+        request_id=rid(), pairing_id=pairing.pairing_id, category=pev.AGREEMENT_CATEGORY_ASSISTANCE_RELIEF,
+        title="帮困结对"), metadata=admin)
     offering = await system.partners.PublishOffering(papi.PublishOfferingRequest(
         request_id=rid(), partner_id=p.partner_id, category="clinic", title="义诊", capacity_per_period=100),
         metadata=admin)
