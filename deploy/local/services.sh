@@ -49,7 +49,7 @@ up() {
     fi
     # shellcheck disable=SC2086
     start_proc "$name" env GRPC_PORT="$grpc" GRPC_HOST=127.0.0.1 METRICS_PORT="$metrics" DATABASE_URL="$dsn" \
-      KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" "$PY" -m $cmd
+      KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" METRICS_GENERATION="$(generation)" "$PY" -m $cmd
     mkdir -p "$(dirname "$(target_file "$name")")"
     printf '[{"targets":["127.0.0.1:%s"],"labels":{"service":"%s"}}]\n' "$metrics" "$name" >"$(target_file "$name")"
     if [ "$grpc" != "-" ]; then
@@ -96,12 +96,34 @@ info() {
   echo "  Stop with:   make down"
 }
 
+generation() { cat "$GANSHOU_RUN/metrics-generation" 2>/dev/null || echo 1; }
+
+# Rebuild the projections: a new generation projects every topic from the beginning beside
+# the live worker (which keeps serving); once its figures equal the live ones, it becomes
+# the live generation and the metrics service restarts on it (recovering from its changelogs).
+rebuild() {
+  local old new
+  old=$(generation); new=$((old + 1))
+  say "rebuilding the projections: generation $old → $new"
+  start_proc metrics-rebuild env GRPC_PORT=50064 GRPC_HOST=127.0.0.1 METRICS_PORT=29124 \
+    KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" METRICS_GENERATION="$new" "$PY" -m ganshou_metrics worker
+  if ! "$PY" -m ganshou_cli.main rebuild-wait --live 127.0.0.1:50054 --rebuilt 127.0.0.1:50064; then
+    stop_proc metrics-rebuild 20
+    die "the rebuilt generation $new did not match the live one; generation $old stays live (log $(logfile metrics-rebuild))"
+  fi
+  stop_proc metrics-rebuild 20
+  echo "$new" >"$GANSHOU_RUN/metrics-generation"
+  stop_proc metrics 20
+  up >/dev/null
+  echo "metrics: generation $new is live"
+}
+
 demo() {
   say "loading the demonstration town through the gRPC APIs"
   (cd "$GANSHOU_ROOT" && "$PY" -m ganshou_cli.main demo "$@")
 }
 
 case ${1:-status} in
-  up) up ;; down) down ;; status) status ;; info) info ;; demo) shift; demo "$@" ;;
-  *) die "usage: services.sh up|down|status|info|demo" ;;
+  up) up ;; down) down ;; status) status ;; info) info ;; demo) shift; demo "$@" ;; rebuild) rebuild ;;
+  *) die "usage: services.sh up|down|status|info|demo|rebuild" ;;
 esac

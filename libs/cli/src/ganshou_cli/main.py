@@ -132,5 +132,46 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
     asyncio.run(run())
 
 
+@app.command("rebuild-projections")
+def rebuild_projections() -> None:
+    """Rebuild the live figures from the beginning of the topics into a new generation and
+    switch over once it matches (local system; on Kubernetes, see docs/operations.md)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[4] / "deploy/local/services.sh"
+    raise typer.Exit(subprocess.call(["bash", str(script), "rebuild"]))
+
+
+@app.command("rebuild-wait", hidden=True)
+def rebuild_wait(live: Annotated[str, typer.Option()], rebuilt: Annotated[str, typer.Option()],
+                 timeout: float = 600) -> None:
+    """Wait until the rebuilt generation has caught up with the live one (same figures)."""
+    from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
+    from rich.progress import Progress
+
+    async def run() -> int:
+        md = (("authorization", f"Bearer {make_token()}"),)
+        async with grpc.aio.insecure_channel(live) as a, grpc.aio.insecure_channel(rebuilt) as b:
+            old, new = rpc.MetricsServiceStub(a), rpc.MetricsServiceStub(b)
+            with Progress() as progress:
+                task = progress.add_task("projecting from the beginning", total=None)
+                deadline = asyncio.get_running_loop().time() + timeout
+                while asyncio.get_running_loop().time() < deadline:
+                    try:
+                        x = await old.GetFigures(mapi.GetFiguresRequest(), metadata=md, timeout=5)
+                        y = await new.GetFigures(mapi.GetFiguresRequest(), metadata=md, timeout=5)
+                    except grpc.aio.AioRpcError:
+                        await asyncio.sleep(1)
+                        continue
+                    progress.update(task, total=x.events_projected, completed=y.events_projected)
+                    if y.figures == x.figures and y.events_projected >= x.events_projected > 0:
+                        return 0
+                    await asyncio.sleep(1)
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
+
+
 if __name__ == "__main__":
     app()
