@@ -44,9 +44,11 @@ bench: install ## benchmarks; results in bench/results/
 	@bash tools/bench.sh
 
 reset: down ## stop everything and delete the local state (keeps downloads)
-	rm -rf .run/postgres .run/kafka/data-* .run/prometheus .run/pids .run/logs .run/secrets.env
+	@[ ! -L .run/postgres ] || rm -rf "$$(readlink -f .run/postgres)"
+	rm -rf .run/postgres .run/kafka/data-* .run/prometheus .run/pids .run/logs .run/secrets.env .run/metrics-generation
 
 clean: down ## stop everything and delete .run/ (all local state and downloads)
+	@[ ! -L .run/postgres ] || rm -rf "$$(readlink -f .run/postgres)"
 	rm -rf .run
 
 .PHONY: help install proto lint up down stop status run test test-unit bench reset clean

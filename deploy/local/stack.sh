@@ -11,6 +11,19 @@ HERE="$GANSHOU_ROOT/deploy/local"
 COMPONENTS=(postgres kafka prometheus)
 
 PG_DIR="$GANSHOU_RUN/postgres"
+# As root, PostgreSQL runs as the postgres user, which may not be able to reach a checkout
+# in a private folder (a CI clone in a mode-700 directory): then its data lives in
+# /var/tmp under a name derived from the checkout, and .run/postgres points there.
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$GANSHOU_RUN" 2>/dev/null \
+    && [ ! -d "$PG_DIR/data" ]; then
+  mkdir -p "$GANSHOU_RUN"
+  if ! runuser -u postgres -- test -x "$GANSHOU_RUN" 2>/dev/null; then
+    alt="/var/tmp/ganshou-$(echo "$GANSHOU_ROOT" | cksum | cut -d' ' -f1)/postgres"
+    mkdir -p "$alt"
+    [ -L "$PG_DIR" ] || { rm -rf "$PG_DIR"; ln -s "$alt" "$PG_DIR"; }
+    PG_DIR="$alt"
+  fi
+fi
 PG_SOCK="$PG_DIR/sock"
 # One role and database per service; ganshou_test may create databases for tests.
 PG_SERVICES=(intake casework partner_resource metrics)
