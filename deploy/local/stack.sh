@@ -24,6 +24,7 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$GANSHOU_RUN" 2>/dev/
     PG_DIR="$alt"
   fi
 fi
+[ -L "$PG_DIR" ] && PG_DIR=$(readlink -f "$PG_DIR")
 PG_SOCK="$PG_DIR/sock"
 # One role and database per service; ganshou_test may create databases for tests.
 PG_SERVICES=(intake casework partner_resource metrics)
