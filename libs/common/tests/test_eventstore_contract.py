@@ -161,3 +161,22 @@ async def test_append_many_is_all_or_nothing_and_positions_follow_versions(store
                                   StreamAppend("m2", "thing", 1, [ev(6)])])
     assert conflict.value.stream_id == "m2"
     assert await store.read_stream("m3") == []
+
+
+def test_the_relays_envelope_equals_the_codecs() -> None:
+    """The relay builds envelopes from raw rows for speed; they must be the codec's, byte for byte."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from ganshou.common.v1 import envelope_pb2
+    from ganshou_common.codec import to_envelope
+    from ganshou_common.eventstore import StoredEvent
+    from ganshou_common.outbox.relay import envelope_bytes
+
+    at = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
+    event = StoredEvent(7, uuid.uuid4(), "case-1", "case", 3, "ganshou.casework.v1.CaseResolved", b"\x0a\x01x", "c1",
+                        at, at, Metadata("corr", "cause", "cadre-1", "community_cadre"))
+    us = int(at.timestamp() * 1_000_000)
+    row = [7, str(event.event_id), "case-1", "case", 3, event.event_type, event.payload, "c1", us, us,
+           "corr", "cause", "cadre-1", "community_cadre"]
+    assert envelope_pb2.EventEnvelope.FromString(envelope_bytes(row, "casework")) == to_envelope(event, "casework")
