@@ -17,6 +17,9 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v go >/dev/null || need_apt+=(golang-go)
+# The leaders' report: Chinese fonts for its charts, and pdftoppm for its test.
+fc-list 2>/dev/null | grep -q "Noto Sans CJK SC" || need_apt+=(fonts-noto-cjk fontconfig)
+command -v pdftoppm >/dev/null || need_apt+=(poppler-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   sudo_ apt-get update -q >"$GANSHOU_RUN/logs/apt.log" 2>&1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -80,10 +81,16 @@ def token(role: Annotated[Role, typer.Option(help="the role to act in")] = Role.
 
 
 @app.command()
-def demo(seed: int = 2016, communities: int = 6, households: Annotated[int, typer.Option(
-        help="households per community")] = 15, show: bool = True) -> None:
-    """Load the demonstration town through the gRPC APIs, then show its figures."""
+def demo(seed: int = 2016, scale: Annotated[float, typer.Option(
+        help="1.0 ≈ Zhangjiang's 50,000 households in 35 communities")] = 0.002,
+         communities: Annotated[int, typer.Option(help="fewer communities than the town's 35")] = 35,
+         households: Annotated[int, typer.Option(help="households per community (overrides --scale)")] = 0,
+         show: bool = True) -> None:
+    """Load the demonstration town through the gRPC APIs, deterministic for a seed, then show
+    its figures. Loading the same seed and scale again adds nothing."""
     from ganshou_cli.demo import load_town
+
+    households = households or max(2, round(50_000 / 35 * scale))
 
     async def run() -> None:
         clients = Clients.connect()
@@ -130,6 +137,174 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
             console.print(figures_table(f, f"Live figures — {community or 'the whole town'}"))
 
     asyncio.run(run())
+
+
+import_app = typer.Typer(help="Bulk imports.")
+cases_app = typer.Typer(help="Cases: list and show.")
+app.add_typer(import_app, name="import")
+app.add_typer(cases_app, name="cases")
+
+
+@import_app.command("households")
+def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
+        help="where the bad rows go (default: FILE.rejected.csv)")] = None) -> None:
+    """Import households (with residents) from a CSV file through ImportHouseholds; every good
+    row is kept, bad rows are written with their reasons. Exit 1 when some were rejected."""
+    import hashlib
+
+    from rich.progress import Progress
+
+    from ganshou_cli.importing import parse, requests, write_rejected
+
+    if not file.exists():
+        console.print(f"[red]no such file[/red]: {file}")
+        raise typer.Exit(2)
+    parsed = parse(file)
+    request_id = "import-" + hashlib.sha256(file.read_bytes()).hexdigest()[:24]  # same file, same import
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            with Progress(console=console) as progress:
+                task = progress.add_task("importing households", total=len(parsed.households))
+
+                async def stream():
+                    for r in requests(parsed, request_id, lambda: progress.advance(task)):
+                        yield r
+
+                return await clients.intake.ImportHouseholds(stream(), metadata=clients.metadata)
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    result = asyncio.run(run())
+    bad = parsed.rejected + [(r.row_number, r.field, r.reason) for r in result.rejected]
+    console.print(f"imported {result.households_imported} households, {result.residents_imported} residents; "
+                  f"{len(bad)} rows rejected")
+    if bad:
+        target = rejected or file.with_suffix(".rejected.csv")
+        write_rejected(target, parsed, bad)
+        console.print(f"rejected rows with their reasons: {target}")
+        raise typer.Exit(1)
+
+
+@cases_app.command("list")
+def cases_list(community: str, status: str = "", overdue: bool = False,
+               output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+    """The cases of a community (all pages)."""
+    from ganshou.casework.v1 import casework_service_pb2 as capi
+    from ganshou.casework.v1 import events_pb2 as cev
+
+    status_value = capi.CaseStatus.Value(f"CASE_STATUS_{status.upper()}") if status else 0
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            found, token_ = [], ""
+            while True:
+                page = await clients.casework.ListCases(capi.ListCasesRequest(
+                    community_id=community, status=status_value, overdue_only=overdue, page_size=200,
+                    page_token=token_), metadata=clients.metadata)
+                found += page.cases
+                token_ = page.next_page_token
+                if not token_:
+                    return found
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    found = asyncio.run(run())
+    if output == "json":
+        print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True) for k in found],
+                         ensure_ascii=False))
+        return
+    table = Table(title=f"Cases — {community}")
+    for col in ("case", "status", "track", "channel", "category", "opened", "score"):
+        table.add_column(col)
+    for k in found:
+        table.add_row(k.case_id[:8], capi.CaseStatus.Name(k.status).removeprefix("CASE_STATUS_").lower(),
+                      cev.Track.Name(k.track).removeprefix("TRACK_").lower() if k.track else "",
+                      types_pb2.Channel.Name(k.channel).removeprefix("CHANNEL_").lower(), k.category,
+                      f"{k.opened_at.ToDatetime():%Y-%m-%d %H:%M}", str(k.last_score or ""))
+    console.print(table)
+
+
+@cases_app.command("show")
+def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+    """One case with its whole history."""
+    from ganshou.casework.v1 import casework_service_pb2 as capi
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            return (await clients.casework.GetCase(capi.GetCaseRequest(case_id=case_id),
+                                                   metadata=clients.metadata)).case
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    k = asyncio.run(run())
+    if output == "json":
+        print(json.dumps(json_format.MessageToDict(k, preserving_proto_field_name=True), ensure_ascii=False))
+        return
+    console.print(f"[bold]{k.case_id}[/bold] {k.community_id} {k.category}: {k.description}")
+    console.print(f"status {capi.CaseStatus.Name(k.status)}, contacts {k.contacts}, reopened {k.reopen_count}")
+    for p in k.promises:
+        console.print(f"  promise {p.kind}: due {p.due_at.ToDatetime():%H:%M}, {p.state}")
+    table = Table(title="history")
+    for col in ("v", "event", "by", "at", "detail"):
+        table.add_column(col)
+    for h in k.history:
+        table.add_row(str(h.version), h.event_type.rsplit(".", 1)[-1], h.actor,
+                      f"{h.recorded_at.ToDatetime():%m-%d %H:%M:%S}", h.detail[:80])
+    console.print(table)
+
+
+@app.command("erase-resident")
+def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="why (recorded)")]) -> None:
+    """Erase a resident's personal data everywhere (their key is destroyed); figures stay right."""
+    import hashlib
+
+    from ganshou.intake.v1 import intake_service_pb2 as iapi
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            await clients.intake.EraseResident(iapi.EraseResidentRequest(
+                request_id="erase-" + hashlib.sha256(resident_id.encode()).hexdigest()[:24], resident_id=resident_id,
+                reason=reason), metadata=clients.metadata)
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    asyncio.run(run())
+    console.print(f"resident {resident_id} erased")
+
+
+@app.command()
+def report(period: Annotated[str, typer.Option(help="the period the report covers, e.g. 2026年下半年")],
+           out: Annotated[Path, typer.Option(help="the PDF to write; an HTML file is written beside it")]) -> None:
+    """The leaders' briefing as PDF and HTML, in Simplified Chinese."""
+    from ganshou_cli.report import gather, render
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            return await gather(clients, period)
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    missing = render(asyncio.run(run()), out, out.with_suffix(".html"))
+    console.print(f"wrote {out} and {out.with_suffix('.html')}")
+    if missing:
+        console.print(f"[yellow]missing glyphs[/yellow]: {missing[:3]}")
+        raise typer.Exit(1)
 
 
 @app.command("rebuild-projections")

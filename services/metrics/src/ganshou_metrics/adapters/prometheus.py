@@ -78,8 +78,7 @@ class FiguresCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         f = self._figures()
-        communities = sorted({k[0] for k in f.sums.get("communities", {})} |
-                             {k[0] for k in f.sums.get("issues_received", {})} - {""})
+        communities = f.communities()
         snaps = {c: f.snapshot(c) for c in ["", *communities]}
         for key, (name, doc) in TOWN_AND_COMMUNITY.items():
             g = GaugeMetricFamily(name, doc, labels=["community"])

@@ -49,7 +49,10 @@ class MetricsServicer(rpc.MetricsServiceServicer):
     @admits(*READERS)
     async def GetFigures(self, request, context):
         snap, now, events = self._snapshot(current_principal(), request.community_id, request.segment)
-        out = api.GetFiguresResponse(figures=figures_message(snap), events_projected=events)
+        who = current_principal()
+        out = api.GetFiguresResponse(figures=figures_message(snap), events_projected=events,
+                                     communities=[c for c in self.projection.figures.communities()
+                                                  if who.covers_community(c)])
         out.as_of.FromDatetime(now)
         return out
 

@@ -370,6 +370,10 @@ class Figures:
             "partner_matches": t("partner_matches") if no_seg else 0,
         }
 
+    def communities(self) -> list[str]:
+        keys = set(self.sums.get("communities", {})) | set(self.sums.get("issues_received", {}))
+        return sorted({k[0] for k in keys} - {""})
+
     def by_extra_channel(self, metric: str, community: str, segment: int) -> dict[int, int]:
         out: dict[int, int] = {}
         for key, v in self._items(metric, community, segment):

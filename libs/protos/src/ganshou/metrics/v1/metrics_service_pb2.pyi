@@ -319,22 +319,28 @@ class GetFiguresResponse(_message.Message):
     FIGURES_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
     EVENTS_PROJECTED_FIELD_NUMBER: _builtins.int
+    COMMUNITIES_FIELD_NUMBER: _builtins.int
     events_projected: _builtins.int
     """Events projected so far."""
     @_builtins.property
     def figures(self) -> Global___Figures: ...
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def communities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The communities the figures know of (in the caller's scope)."""
+
     def __init__(
         self,
         *,
         figures: Global___Figures | None = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
         events_projected: _builtins.int = ...,
+        communities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "figures", b"figures"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "events_projected", b"events_projected", "figures", b"figures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "communities", b"communities", "events_projected", b"events_projected", "figures", b"figures"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,76 @@
+"""Households from a CSV file into ImportHouseholds: one row per resident, rows with the
+same household_ref make one household. Columns:
+
+    household_ref, community_id, address, segments, care_groups, name, phone, id_number, segment
+
+segments and care_groups are ';'-separated names (local, migrant, white_collar,
+high_end_talent, foreign_national; hardship, special, vulnerable). A row that cannot even
+be read (an unknown segment name) is rejected here; the service checks the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ganshou.common.v1 import types_pb2 as t
+from ganshou.intake.v1 import intake_service_pb2 as api
+
+
+@dataclass
+class Parsed:
+    households: list[tuple[int, api.RegisterHouseholdRequest]] = field(default_factory=list)
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (row, field, reason)
+    rows: dict[int, dict] = field(default_factory=dict)
+
+
+def _enum(enum, prefix: str, names: str, column: str) -> list[int]:
+    out = []
+    for name in filter(None, (n.strip() for n in names.split(";"))):
+        try:
+            out.append(enum.Value(f"{prefix}_{name.upper()}"))
+        except ValueError:
+            raise ValueError(f"{column}: unknown {name!r}") from None
+    return out
+
+
+def parse(path: Path) -> Parsed:
+    out = Parsed()
+    groups: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+            out.rows[line] = row
+            ref = row.get("household_ref") or f"line-{line}"
+            try:
+                resident = api.ResidentInput(
+                    name=row.get("name", ""), phone=row.get("phone", ""), id_number=row.get("id_number", ""),
+                    segment=(_enum(t.Segment, "SEGMENT", row.get("segment", ""), "segment") or [0])[0],
+                    care_groups=_enum(t.CareGroup, "CARE_GROUP", row.get("care_groups", ""), "care_groups"))
+                if ref not in groups:
+                    groups[ref] = len(out.households)
+                    out.households.append((line, api.RegisterHouseholdRequest(
+                        community_id=row.get("community_id", ""), address=row.get("address", ""),
+                        segments=_enum(t.Segment, "SEGMENT", row.get("segments", ""), "segments"),
+                        care_groups=resident.care_groups)))
+                out.households[groups[ref]][1].residents.append(resident)
+            except ValueError as exc:
+                column, _, reason = str(exc).partition(": ")
+                out.rejected.append((line, column, reason))
+    return out
+
+
+def requests(parsed: Parsed, request_id: str, on_sent) -> Iterator[api.ImportHouseholdsRequest]:
+    for line, household in parsed.households:
+        yield api.ImportHouseholdsRequest(request_id=request_id, row_number=line, household=household)
+        on_sent()
+
+
+def write_rejected(path: Path, parsed: Parsed, rejected: list[tuple[int, str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        header = list(next(iter(parsed.rows.values()), {}).keys())
+        w.writerow(["row", "field", "reason", *header])
+        for line, column, reason in sorted(rejected):
+            w.writerow([line, column, reason, *parsed.rows.get(line, {}).values()])
