@@ -236,11 +236,11 @@ class Town:
                     metadata=md)
             o = await pr.PublishOffering(papi.PublishOfferingRequest(
                 request_id=self.rid(), partner_id=p.partner_id, category=category, title=f"{name} 志愿服务",
-                capacity_per_period=200), metadata=md)
+                capacity_per_period=5000), metadata=md)
             for cid in ids:
                 await pr.RecordDelivery(papi.RecordDeliveryRequest(
                     request_id=self.rid(), offering_id=o.offering_id, community_id=cid,
-                    person_times=rng.randint(5, 25)), metadata=md)
+                    person_times=rng.randint(3, 15)), metadata=md)
             progress.advance(task)
         for cid in ids:
             for h in rng.sample(self.households[cid], k=min(3, len(self.households[cid]))):
