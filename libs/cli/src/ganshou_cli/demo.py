@@ -3,7 +3,8 @@ campaign, hotline calls with emergencies, cases to every outcome with ratings an
 reopenings, a deliberation, partners with pairings, offerings, deliveries and aid in all
 five kinds — loaded through the public gRPC APIs, deterministic for a seed.
 
-Request ids derive from the seed, so loading the same town twice adds nothing.
+Request ids derive from the seed, so a load interrupted and run again repeats nothing it
+had done; a town already loaded (zj-01 has households) is left as it is.
 """
 
 from __future__ import annotations
@@ -251,6 +252,19 @@ class Town:
                     metadata=md))
 
 
-async def load_town(clients: Clients, seed: int = 2016, communities: int = 6, households: int = 15) -> None:
+async def already_loaded(clients: Clients) -> bool:
+    try:
+        page = await clients.intake.ListHouseholds(iapi.ListHouseholdsRequest(community_id="zj-01", page_size=1),
+                                                   metadata=clients.metadata)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(page.households)
+
+
+async def load_town(clients: Clients, seed: int = 2016, communities: int = 6, households: int = 15) -> bool:
+    """Load the town; False (and nothing done) when a town is already there."""
+    if await already_loaded(clients):
+        return False
     with Progress() as progress:
         await Town(clients, seed, communities, households).load(progress)
+    return True

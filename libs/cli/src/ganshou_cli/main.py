@@ -87,7 +87,7 @@ def demo(seed: int = 2016, scale: Annotated[float, typer.Option(
          households: Annotated[int, typer.Option(help="households per community (overrides --scale)")] = 0,
          show: bool = True) -> None:
     """Load the demonstration town through the gRPC APIs, deterministic for a seed, then show
-    its figures. Loading the same seed and scale again adds nothing."""
+    its figures. A town already loaded is left as it is."""
     from ganshou_cli.demo import load_town
 
     households = households or max(2, round(50_000 / 35 * scale))
@@ -95,7 +95,8 @@ def demo(seed: int = 2016, scale: Annotated[float, typer.Option(
     async def run() -> None:
         clients = Clients.connect()
         try:
-            await load_town(clients, seed, communities, households)
+            if not await load_town(clients, seed, communities, households):
+                console.print("the demonstration town is already loaded (make reset starts afresh)")
             if show:
                 await asyncio.sleep(2)  # let the projection catch up with the last commands
                 reply = await clients.metrics.GetFigures(mapi.GetFiguresRequest(), metadata=clients.metadata)
