@@ -198,3 +198,14 @@ def test_tokens_from_an_identity_provider_verify_with_its_jwks(tmp_path: Path) -
     assert verifier.verify(token).role == Role.AUDITOR
     with pytest.raises(Exception, match="invalid token|unknown signing key"):
         verifier.verify(mint_token(SECRET, "x", Role.TOWN_ADMIN))  # HS256 with a guessable secret: refused
+
+
+def test_database_outages_are_unavailable_not_internal() -> None:
+    import asyncpg
+
+    from ganshou_common.grpc_scaffold.errors import status_code_of
+
+    assert status_code_of(ConnectionRefusedError()) == grpc.StatusCode.UNAVAILABLE
+    assert status_code_of(asyncpg.CannotConnectNowError()) == grpc.StatusCode.UNAVAILABLE
+    assert status_code_of(asyncpg.InterfaceError("connection is closed")) == grpc.StatusCode.UNAVAILABLE
+    assert status_code_of(ZeroDivisionError()) is None  # a bug stays INTERNAL

@@ -49,6 +49,15 @@ async def test_partners_pairings_agreements(partners, community_id) -> None:
                                                        category=ev.AGREEMENT_CATEGORY_SERVICE_FOR_PEOPLE), metadata=cadre)
     listed = await s.ListAgreements(api.ListAgreementsRequest(community_id=community_id), metadata=cadre)
     assert [a.category for a in listed.agreements] == [ev.AGREEMENT_CATEGORY_SERVICE_FOR_PEOPLE]
+    got = await s.GetPairing(api.GetPairingRequest(pairing_id=pairing.pairing_id), metadata=cadre)
+    assert got.pairing.relief_group == "第7组" and got.pairing.active
+    agreement_id = listed.agreements[0].agreement_id
+    assert (await s.GetAgreement(api.GetAgreementRequest(agreement_id=agreement_id), metadata=cadre)).agreement.title == "义诊"
+    outsider = partners.auth(Role.COMMUNITY_CADRE, "c-else")
+    assert (await error_of(s.GetPairing(api.GetPairingRequest(pairing_id=pairing.pairing_id), metadata=outsider))).code() \
+        == grpc.StatusCode.PERMISSION_DENIED
+    assert (await error_of(s.GetAgreement(api.GetAgreementRequest(agreement_id="nope"), metadata=admin))).code() == \
+        grpc.StatusCode.NOT_FOUND
     await s.EndPairing(api.EndPairingRequest(request_id=rid(), pairing_id=pairing.pairing_id, reason="到期"),
                        metadata=admin)
     pairings = await s.ListPairings(api.ListPairingsRequest(community_id=community_id), metadata=cadre)
@@ -77,6 +86,8 @@ async def test_offerings_deliveries_and_capacity(partners, community_id) -> None
                                                               community_id=community_id, person_times=2,
                                                               override_capacity=True), metadata=staff)
     assert forced.used_this_period == 4
+    delivery = await s.GetDelivery(api.GetDeliveryRequest(delivery_id=d.delivery_id), metadata=staff)
+    assert delivery.delivery.person_times == 2 and delivery.delivery.resident_id == "r-1"
     cadre = partners.auth(Role.COMMUNITY_CADRE, community_id)
     seen = await s.ListOfferings(api.ListOfferingsRequest(community_id=community_id), metadata=cadre)
     assert [(x.offering_id, x.used_this_period) for x in seen.offerings] == [(o.offering_id, 4)]
@@ -123,6 +134,8 @@ async def test_aid_in_integer_fen_reversed_by_its_own_event(partners, community_
     assert got.disbursement.reversed and got.disbursement.amount.fen == 50_050
     progs = await s.ListAidProgrammes(api.ListAidProgrammesRequest(), metadata=admin)
     assert progs.programmes[0].disbursed.fen == 0
+    got = await s.GetAidProgramme(api.GetAidProgrammeRequest(programme_id=prog.programme_id), metadata=admin)
+    assert got.programme.budget.fen == 1_000_000
     conn = await asyncpg.connect(partners.dsn)
     types = [r[0] for r in await conn.fetch("SELECT event_type FROM events WHERE stream_id = $1 ORDER BY version",
                                             f"disbursement-{d.disbursement_id}")]

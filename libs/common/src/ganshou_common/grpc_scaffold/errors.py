@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -23,10 +24,20 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
 ]
 
 
+# An outage of the database is not the caller's fault and not a bug: UNAVAILABLE tells a
+# client to retry (with the same request id, which makes the retry safe).
+OUTAGES: tuple[type[Exception], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+)
+
+
 def status_code_of(exc: Exception) -> grpc.StatusCode | None:
     for kind, code in STATUS_OF:
         if isinstance(exc, kind):
             return code
+    if isinstance(exc, OUTAGES):
+        return grpc.StatusCode.UNAVAILABLE
     return None
 
 

@@ -102,3 +102,23 @@ class PartnerResourceServicer(rpc.PartnerResourceServiceServicer):
     @admits(ADMIN, CADRE, AUDITOR)
     async def ListDisbursements(self, request, context):
         return await self.app.list_disbursements(who(), request)
+
+    @admits(*READERS)
+    async def GetPairing(self, request, context):
+        return api.GetPairingResponse(pairing=await self.app.get_view(
+            who(), "pairing", request.pairing_id, api.Pairing, "pairing_id"))
+
+    @admits(*READERS)
+    async def GetAgreement(self, request, context):
+        return api.GetAgreementResponse(agreement=await self.app.get_view(
+            who(), "agreement", request.agreement_id, api.Agreement, "agreement_id"))
+
+    @admits(*READERS)
+    async def GetDelivery(self, request, context):
+        return api.GetDeliveryResponse(delivery=await self.app.get_view(
+            who(), "delivery", request.delivery_id, api.Delivery, "delivery_id"))
+
+    @admits(ADMIN, CADRE, AUDITOR)
+    async def GetAidProgramme(self, request, context):
+        return api.GetAidProgrammeResponse(programme=await self.app.get_view(
+            who(), "programme", request.programme_id, api.AidProgramme, "programme_id"))

@@ -490,6 +490,21 @@ class PartnerResourceApp:
             who.require_community(d.community_id)
         return d
 
+    async def get_view(self, who: Principal, kind: str, id_: str, cls, field: str):
+        """Get one entity, in the caller's scope: its community for cadres, its partner for
+        partner staff."""
+        if not id_:
+            raise InvalidArgument.field(field, "required")
+        item = await views.get(self.store.pool, kind, id_, cls)
+        if item is None:
+            raise NotFound(f"no {kind} {id_!r}")
+        partner = getattr(item, "partner_id", "")
+        if who.role == Role.PARTNER_STAFF:
+            who.require_partner(partner)
+        elif getattr(item, "community_id", ""):
+            who.require_community(item.community_id)
+        return item
+
     async def list_disbursements(self, who, req):
         items, token = await self._page(who, "disbursement", api.Disbursement, lambda x: x.disbursement_id, req,
                                         extra=req.programme_id)

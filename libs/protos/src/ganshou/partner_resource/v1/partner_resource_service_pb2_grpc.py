@@ -142,6 +142,26 @@ class PartnerResourceServiceStub:
                 request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsRequest.SerializeToString,
                 response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsResponse.FromString,
                 _registered_method=True)
+        self.GetPairing = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/GetPairing',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingResponse.FromString,
+                _registered_method=True)
+        self.GetAgreement = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/GetAgreement',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementResponse.FromString,
+                _registered_method=True)
+        self.GetDelivery = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/GetDelivery',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryResponse.FromString,
+                _registered_method=True)
+        self.GetAidProgramme = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/GetAidProgramme',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerResourceServiceServicer:
@@ -276,6 +296,30 @@ class PartnerResourceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPairing(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgreement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDelivery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAidProgramme(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerResourceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +427,26 @@ def add_PartnerResourceServiceServicer_to_server(servicer, server):
                     servicer.ListDisbursements,
                     request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsRequest.FromString,
                     response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsResponse.SerializeToString,
+            ),
+            'GetPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPairing,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingResponse.SerializeToString,
+            ),
+            'GetAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgreement,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementResponse.SerializeToString,
+            ),
+            'GetDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDelivery,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryResponse.SerializeToString,
+            ),
+            'GetAidProgramme': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAidProgramme,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -955,6 +1019,114 @@ class PartnerResourceService:
             '/ganshou.partner_resource.v1.PartnerResourceService/ListDisbursements',
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsRequest.SerializeToString,
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListDisbursementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/GetPairing',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetPairingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/GetAgreement',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/GetDelivery',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAidProgramme(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/GetAidProgramme',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.FromString,
             options,
             channel_credentials,
             insecure,

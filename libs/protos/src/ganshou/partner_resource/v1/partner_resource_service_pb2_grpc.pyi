@@ -57,6 +57,10 @@ class PartnerResourceServiceStub:
     ListAidProgrammes: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListAidProgrammesRequest, _partner_resource_service_pb2.ListAidProgrammesResponse]
     GetDisbursement: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDisbursementRequest, _partner_resource_service_pb2.GetDisbursementResponse]
     ListDisbursements: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListDisbursementsRequest, _partner_resource_service_pb2.ListDisbursementsResponse]
+    GetPairing: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetPairingRequest, _partner_resource_service_pb2.GetPairingResponse]
+    GetAgreement: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAgreementRequest, _partner_resource_service_pb2.GetAgreementResponse]
+    GetDelivery: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDeliveryRequest, _partner_resource_service_pb2.GetDeliveryResponse]
+    GetAidProgramme: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAidProgrammeRequest, _partner_resource_service_pb2.GetAidProgrammeResponse]
 
 @_typing.type_check_only
 class PartnerResourceServiceAsyncStub(PartnerResourceServiceStub):
@@ -87,6 +91,10 @@ class PartnerResourceServiceAsyncStub(PartnerResourceServiceStub):
     ListAidProgrammes: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListAidProgrammesRequest, _partner_resource_service_pb2.ListAidProgrammesResponse]  # type: ignore[assignment]
     GetDisbursement: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDisbursementRequest, _partner_resource_service_pb2.GetDisbursementResponse]  # type: ignore[assignment]
     ListDisbursements: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListDisbursementsRequest, _partner_resource_service_pb2.ListDisbursementsResponse]  # type: ignore[assignment]
+    GetPairing: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetPairingRequest, _partner_resource_service_pb2.GetPairingResponse]  # type: ignore[assignment]
+    GetAgreement: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAgreementRequest, _partner_resource_service_pb2.GetAgreementResponse]  # type: ignore[assignment]
+    GetDelivery: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDeliveryRequest, _partner_resource_service_pb2.GetDeliveryResponse]  # type: ignore[assignment]
+    GetAidProgramme: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAidProgrammeRequest, _partner_resource_service_pb2.GetAidProgrammeResponse]  # type: ignore[assignment]
 
 class PartnerResourceServiceServicer(metaclass=_abc_1.ABCMeta):
     """The partner-resource service: the region's member units, their pairings with
@@ -240,5 +248,33 @@ class PartnerResourceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_resource_service_pb2.ListDisbursementsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_resource_service_pb2.ListDisbursementsResponse, _abc.Awaitable[_partner_resource_service_pb2.ListDisbursementsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPairing(
+        self,
+        request: _partner_resource_service_pb2.GetPairingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.GetPairingResponse, _abc.Awaitable[_partner_resource_service_pb2.GetPairingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetAgreement(
+        self,
+        request: _partner_resource_service_pb2.GetAgreementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.GetAgreementResponse, _abc.Awaitable[_partner_resource_service_pb2.GetAgreementResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDelivery(
+        self,
+        request: _partner_resource_service_pb2.GetDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.GetDeliveryResponse, _abc.Awaitable[_partner_resource_service_pb2.GetDeliveryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetAidProgramme(
+        self,
+        request: _partner_resource_service_pb2.GetAidProgrammeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.GetAidProgrammeResponse, _abc.Awaitable[_partner_resource_service_pb2.GetAidProgrammeResponse]]: ...
 
 def add_PartnerResourceServiceServicer_to_server(servicer: PartnerResourceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
