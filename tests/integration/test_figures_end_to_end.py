@@ -126,7 +126,35 @@ async def load_small_town(system, c: str) -> dict:
         await system.casework.CastVote(capi.CastVoteRequest(request_id=rid(), deliberation_id=d.deliberation_id,
                                                             household_id=h.household_id, choice=cev.VOTE_CHOICE_FOR),
                                        metadata=admin)
-    return {"households": 3, "households_due": 3, "households_visited": 2, "visits": 4, "hotline_calls": 2,
+    cadre = system.auth(Role.COMMUNITY_CADRE, c)
+    org = await system.partners.EnrollOrganisation(papi.EnrollOrganisationRequest(
+        request_id=rid(), name="党支部", kind=pev.ORGANISATION_KIND_RESIDENTIAL, community_id=c), metadata=cadre)
+    for item in (pev.STANDARD_ITEM_SIGN, pev.STANDARD_ITEM_VENUE):
+        await system.partners.RecordStandardItem(papi.RecordStandardItemRequest(
+            request_id=rid(), organisation_id=org.organisation_id, item=item), metadata=cadre)
+    await system.partners.ApplyForDemonstration(papi.ApplyForDemonstrationRequest(
+        request_id=rid(), organisation_id=org.organisation_id), metadata=cadre)
+    commitment = await system.partners.MakeCommitment(papi.MakeCommitmentRequest(
+        request_id=rid(), member_id="m-1", kind="policy outreach", community_id=c), metadata=cadre)
+    await system.partners.FulfilCommitment(papi.FulfilCommitmentRequest(
+        request_id=rid(), commitment_id=commitment.commitment_id), metadata=cadre)
+    await system.partners.RegisterPartnerMembers(papi.RegisterPartnerMembersRequest(
+        request_id=rid(), partner_id=p.partner_id, community_id=c, members=40), metadata=admin)
+    team = await system.partners.RegisterVolunteerTeam(papi.RegisterVolunteerTeamRequest(
+        request_id=rid(), name="青年志愿队", community_id=c), metadata=cadre)
+    vol = await system.partners.RegisterVolunteer(papi.RegisterVolunteerRequest(
+        request_id=rid(), team_id=team.team_id, name="志愿者", segment=t.SEGMENT_WHITE_COLLAR), metadata=cadre)
+    await system.partners.RecordVolunteerActivity(papi.RecordVolunteerActivityRequest(
+        request_id=rid(), team_id=team.team_id, title="义卖",
+        volunteers=[papi.VolunteerTime(volunteer_id=vol.volunteer_id, minutes=90)]), metadata=cadre)
+    window = await system.partners.OpenServiceWindow(papi.OpenServiceWindowRequest(
+        request_id=rid(), office=pev.SERVICE_OFFICE_PENSIONS, community_id=c, schedule="周六上午", weekends=True),
+        metadata=cadre)
+    await system.partners.RecordAfterHoursService(papi.RecordAfterHoursServiceRequest(
+        request_id=rid(), window_id=window.window_id, date="2026-11-28", weekend_person_times=9), metadata=cadre)
+    return {"households": 3, "organisations": 1, "standard_items_completed": 2, "demonstration_applications": 1,
+            "commitments_made": 1, "commitments_fulfilled": 1, "partner_members_registered": 40, "volunteers": 1,
+            "volunteer_activities": 1, "volunteer_minutes": 90, "after_hours_weekend_person_times": 9, "households_due": 3, "households_visited": 2, "visits": 4, "hotline_calls": 2,
             "emergency_calls": 1, "demands": 3, "issues_received": 3, "responded": 2, "resolved": 1, "explained": 1,
             "ratings": 2, "satisfaction_mean": 3.5, "emergencies": 1, "on_site_kept": 1, "service_person_times": 3,
             "aid_paid_fen": 50_000, "aid_distinct_persons": 1, "deliberation_households_voted": 2,
@@ -168,6 +196,7 @@ async def test_figures_end_to_end(system) -> None:
     text = urllib.request.urlopen(f"http://127.0.0.1:{system.procs['metrics'].metrics_port}/metrics").read().decode()
     assert f'ganshou_households{{community="{c}"}} 3.0' in text
     assert f'ganshou_aid_paid_fen{{community="{c}"}} 50000.0' in text
+    assert f'ganshou_volunteer_service_seconds{{community="{c}"}} 5400.0' in text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 

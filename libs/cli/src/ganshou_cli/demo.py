@@ -110,6 +110,8 @@ class Town:
         progress.advance(task)
         task = progress.add_task("partners, offerings and aid", total=len(PARTNERS))
         await self._partners(ids, progress, task)
+        task = progress.add_task("organisations, volunteers, service windows", total=len(ids))
+        await self._region(ids, progress, task)
 
     def _household(self, cid: str, h: int) -> iapi.RegisterHouseholdRequest:
         rng = self.rng
@@ -217,6 +219,51 @@ class Town:
         for kind in (cev.POST_KIND_POLICY_OUTREACH, cev.POST_KIND_SAFETY_PATROL, cev.POST_KIND_MEDICAL_ADVICE):
             await self.c.casework.EstablishPost(capi.EstablishPostRequest(
                 request_id=self.rid(), community_id=cid, kind=kind, holder=rng.choice(SURNAMES) + "师傅"), metadata=md)
+
+    async def _region(self, ids: list[str], progress: Progress, task) -> None:
+        """Organisation standardisation, commitments, members, volunteers, service windows."""
+        md, rng, pr = self.md, random.Random(f"{self.seed}-region"), self.c.partner
+        partners = await pr.ListPartners(papi.ListPartnersRequest(page_size=50), metadata=md)
+        for n, cid in enumerate(ids):
+            org = await pr.EnrollOrganisation(papi.EnrollOrganisationRequest(
+                request_id=self.rid(), name=f"{COMMUNITIES[n]}党支部", community_id=cid,
+                kind=pev.ORGANISATION_KIND_RESIDENTIAL if n % 3 else pev.ORGANISATION_KIND_VILLAGE), metadata=md)
+            for item in rng.sample(range(1, 7), k=rng.randint(3, 6)):
+                await pr.RecordStandardItem(papi.RecordStandardItemRequest(
+                    request_id=self.rid(), organisation_id=org.organisation_id, item=item), metadata=md)
+            if rng.random() < 0.5:
+                await pr.ApplyForDemonstration(papi.ApplyForDemonstrationRequest(
+                    request_id=self.rid(), organisation_id=org.organisation_id), metadata=md)
+                await pr.DecideDemonstration(papi.DecideDemonstrationRequest(
+                    request_id=self.rid(), organisation_id=org.organisation_id, designated=rng.random() < 0.6),
+                    metadata=md)
+            for kind in ("policy outreach", "safety patrol"):
+                c = await pr.MakeCommitment(papi.MakeCommitmentRequest(
+                    request_id=self.rid(), member_id=f"member-{cid}-{kind}", kind=kind, community_id=cid), metadata=md)
+                if rng.random() < 0.7:
+                    await pr.FulfilCommitment(papi.FulfilCommitmentRequest(
+                        request_id=self.rid(), commitment_id=c.commitment_id), metadata=md)
+            if partners.partners:
+                await pr.RegisterPartnerMembers(papi.RegisterPartnerMembersRequest(
+                    request_id=self.rid(), partner_id=partners.partners[n % len(partners.partners)].partner_id,
+                    community_id=cid, members=rng.randint(20, 200)), metadata=md)
+            team = await pr.RegisterVolunteerTeam(papi.RegisterVolunteerTeamRequest(
+                request_id=self.rid(), name=f"{COMMUNITIES[n]}青年志愿者", community_id=cid), metadata=md)
+            vols = [await pr.RegisterVolunteer(papi.RegisterVolunteerRequest(
+                request_id=self.rid(), team_id=team.team_id, name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                phone=_phone(rng), segment=_pick(rng, SEGMENTS)), metadata=md) for _ in range(3)]
+            await pr.RecordVolunteerActivity(papi.RecordVolunteerActivityRequest(
+                request_id=self.rid(), team_id=team.team_id, title="社区志愿服务",
+                volunteers=[papi.VolunteerTime(volunteer_id=v.volunteer_id, minutes=rng.choice([60, 90, 120]))
+                            for v in vols]), metadata=md)
+            if n % 5 == 0:
+                w = await pr.OpenServiceWindow(papi.OpenServiceWindowRequest(
+                    request_id=self.rid(), office=n // 5 % 6 + 1, community_id=cid, schedule="工作日 18:00—20:00，周六上午",
+                    evenings=True, weekends=True), metadata=md)
+                await pr.RecordAfterHoursService(papi.RecordAfterHoursServiceRequest(
+                    request_id=self.rid(), window_id=w.window_id, date=datetime.now(UTC).strftime("%Y-%m-%d"),
+                    evening_person_times=rng.randint(5, 30), weekend_person_times=rng.randint(5, 30)), metadata=md)
+            progress.advance(task)
 
     async def _partners(self, ids: list[str], progress: Progress, task) -> None:
         md, rng, pr = self.md, random.Random(f"{self.seed}-partners"), self.c.partner

@@ -44,6 +44,12 @@ ROWS = [
     ("Deliberation turnout", "deliberation_turnout", "{:.1%}", "deliberation_households_voted",
      "deliberation_households_eligible"),
     ("Deliberation approval", "deliberation_approval", "{:.1%}", "votes_for", None),
+    ("Organisations standardised (六个一)", "organisations_all_six", "{:,}", "organisations_all_six", "organisations"),
+    ("Commitments fulfilled", "commitments_fulfilled", "{:,}", "commitments_fulfilled", "commitments_made"),
+    ("Partner members registered", "partner_members_registered", "{:,}", None, None),
+    ("Volunteers", "volunteers", "{:,}", "volunteer_activities", None),
+    ("Served after hours (evenings)", "after_hours_evening_person_times", "{:,}", None, None),
+    ("Served after hours (weekends)", "after_hours_weekend_person_times", "{:,}", None, None),
 ]
 
 

@@ -61,7 +61,21 @@ TOWN_AND_COMMUNITY = {
     "appraisal_mean": ("ganshou_appraisal_mean_score", "Mean democratic appraisal score (0 to 100)"),
     "responsibility_posts": ("ganshou_responsibility_posts", "Party-member responsibility posts"),
     "partner_matches": ("ganshou_partner_matches", "Help requests matched to partner offerings"),
+    "organisations": ("ganshou_organisations", "Grassroots organisations taking part in standardisation"),
+    "standard_items_completed": ("ganshou_organisation_standard_items", "'Six ones' items completed"),
+    "organisations_all_six": ("ganshou_organisations_standardised", "Organisations with all six items"),
+    "demonstration_applications": ("ganshou_demonstration_applications", "Applications to be demonstration units"),
+    "demonstration_designations": ("ganshou_demonstration_units", "Organisations designated demonstration units"),
+    "commitments_made": ("ganshou_commitments_made", "Party-member service commitments made"),
+    "commitments_fulfilled": ("ganshou_commitments_fulfilled", "Party-member service commitments fulfilled"),
+    "partner_members_registered": ("ganshou_partner_members_registered", "Partner units' members registered"),
+    "volunteers": ("ganshou_volunteers", "Registered volunteers"),
+    "volunteer_activities": ("ganshou_volunteer_activities", "Volunteer activities recorded"),
+    "after_hours_evening_person_times": ("ganshou_extended_window_evening_person_times", "Served in evening windows"),
+    "after_hours_weekend_person_times": ("ganshou_extended_window_weekend_person_times", "Served in weekend windows"),
 }
+# Figures kept in one unit and exposed in the base unit.
+SECONDS = {"volunteer_minutes": ("ganshou_volunteer_service_seconds", "Volunteer service time", 60)}
 BY_SEGMENT = ("demands", "issues_received", "resolved_or_explained_rate", "satisfaction_mean", "satisfied_share",
               "aid_paid_fen", "service_person_times")
 BREAKDOWNS = {
@@ -98,6 +112,11 @@ class FiguresCollector(Collector):
             for c, snap in snaps.items():
                 for value_label, v in snap[key].items():
                     g.add_metric([c, value_label.lower()], float(v))
+            yield g
+        for key, (name, doc, factor) in SECONDS.items():
+            g = GaugeMetricFamily(name, doc, labels=["community"])
+            for c, snap in snaps.items():
+                g.add_metric([c], float(snap[key] * factor))
             yield g
         g = GaugeMetricFamily("ganshou_metrics_events_projected", "Events in the live projection")
         g.add_metric([], float(f.events))

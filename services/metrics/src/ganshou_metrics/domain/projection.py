@@ -179,6 +179,42 @@ def _matched(s, m: pr.OfferingMatched, env):
     s.update(kind="match", c=m.community_id)
 
 
+def _organisation(s, m: pr.OrganisationEnrolled, env):
+    s.update(kind="organisation", c=m.community_id, items=[], applied=False, designated=False)
+
+
+def _item(s, m: pr.StandardItemCompleted, env):
+    if m.item not in s["items"]:
+        s["items"] = [*s["items"], m.item]
+
+
+def _designation(s, m: pr.DemonstrationDecided, env):
+    s["designated"] = m.designated
+
+
+def _commitment(s, m: pr.CommitmentMade, env):
+    s.update(kind="commitment", c=m.community_id, fulfilled=False)
+
+
+def _members(s, m: pr.PartnerMembersRegistered, env):
+    s.update(kind="members", c=m.community_id, n=m.members)
+
+
+def _volunteer(s, m: pr.VolunteerRegistered, env):
+    s.update(kind="volunteer", c=m.community_id, seg=m.segment)
+
+
+def _activity(s, m: pr.VolunteerActivityRecorded, env):
+    by_seg: dict[str, int] = {}
+    for v in m.volunteers:
+        by_seg[str(v.segment)] = by_seg.get(str(v.segment), 0) + v.minutes
+    s.update(kind="activity", c=m.community_id, minutes=by_seg)
+
+
+def _after_hours(s, m: pr.AfterHoursServed, env):
+    s.update(kind="afterhours", c=m.community_id, evening=m.evening_person_times, weekend=m.weekend_person_times)
+
+
 _APPLY = {
     it.CommunityRegistered: _community, it.HouseholdRegistered: _household, it.HouseholdVisited: _visited,
     it.ResidentRegistered: _resident, it.ResidentErased: _erased, it.VisitCampaignOpened: _campaign,
@@ -192,6 +228,10 @@ _APPLY = {
     pr.PairingEnded: _set(active=False), pr.AgreementRecorded: _agreement, pr.ServiceDelivered: _delivery,
     pr.AidDisbursed: _disbursed, pr.AidDisbursementReversed: _set(reversed=True), pr.OfferingPublished: _offering,
     pr.OfferingMatched: _matched,
+    pr.OrganisationEnrolled: _organisation, pr.StandardItemCompleted: _item, pr.DemonstrationApplied: _set(applied=True),
+    pr.DemonstrationDecided: _designation, pr.CommitmentMade: _commitment, pr.CommitmentFulfilled: _set(fulfilled=True),
+    pr.PartnerMembersRegistered: _members, pr.VolunteerRegistered: _volunteer, pr.VolunteerActivityRecorded: _activity,
+    pr.AfterHoursServed: _after_hours,
 }
 
 
@@ -241,6 +281,22 @@ def facts(row: Row | None) -> list[Fact]:
             return [("offerings", "", 0, 0, "", 1)]
         case "match":
             return [("partner_matches", c, 0, 0, "", 1)]
+        case "organisation":
+            return [("organisations", c, 0, 0, "", 1), ("standard_items", c, 0, 0, "", len(s["items"])),
+                    ("organisations_all_six", c, 0, 0, "", int(len(s["items"]) == 6)),
+                    ("demonstration_applications", c, 0, 0, "", int(s["applied"])),
+                    ("demonstration_designations", c, 0, 0, "", int(s["designated"]))]
+        case "commitment":
+            return [("commitments_made", c, 0, 0, "", 1), ("commitments_fulfilled", c, 0, 0, "", int(s["fulfilled"]))]
+        case "members":
+            return [("partner_members", c, 0, 0, "", s["n"])]
+        case "volunteer":
+            return [("volunteers", c, seg, 0, "", 1)]
+        case "activity":
+            return [("volunteer_activities", c, 0, 0, "", 1),
+                    *[("volunteer_minutes", c, int(k), 0, "", v) for k, v in s["minutes"].items()]]
+        case "afterhours":
+            return [("after_hours_evening", c, 0, 0, "", s["evening"]), ("after_hours_weekend", c, 0, 0, "", s["weekend"])]
     return []
 
 
@@ -368,6 +424,19 @@ class Figures:
             "appraisals": appraisals, "appraisal_mean": _rate(t("appraisal_score"), appraisals) if no_seg else 0.0,
             "responsibility_posts": t("posts") if no_seg else 0,
             "partner_matches": t("partner_matches") if no_seg else 0,
+            "organisations": t("organisations") if no_seg else 0,
+            "standard_items_completed": t("standard_items") if no_seg else 0,
+            "organisations_all_six": t("organisations_all_six") if no_seg else 0,
+            "demonstration_applications": t("demonstration_applications") if no_seg else 0,
+            "demonstration_designations": t("demonstration_designations") if no_seg else 0,
+            "commitments_made": t("commitments_made") if no_seg else 0,
+            "commitments_fulfilled": t("commitments_fulfilled") if no_seg else 0,
+            "partner_members_registered": t("partner_members") if no_seg else 0,
+            "volunteers": t("volunteers"),
+            "volunteer_activities": t("volunteer_activities") if no_seg else 0,
+            "volunteer_minutes": t("volunteer_minutes"),
+            "after_hours_evening_person_times": t("after_hours_evening") if no_seg else 0,
+            "after_hours_weekend_person_times": t("after_hours_weekend") if no_seg else 0,
         }
 
     def communities(self) -> list[str]:

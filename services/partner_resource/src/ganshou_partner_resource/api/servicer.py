@@ -9,6 +9,7 @@ from ganshou_common.grpc_scaffold.interceptor import current_correlation_id as c
 from ganshou_common.grpc_scaffold.interceptor import current_principal as who
 from ganshou_common.grpc_scaffold.policy import admits
 from ganshou_partner_resource.app.handlers import PartnerResourceApp
+from ganshou_partner_resource.app.region import RegionApp
 
 SERVICE = "ganshou.partner_resource.v1.PartnerResourceService"
 ADMIN, CADRE, PARTNER, AUDITOR = Role.TOWN_ADMIN, Role.COMMUNITY_CADRE, Role.PARTNER_STAFF, Role.AUDITOR
@@ -16,8 +17,8 @@ READERS = (ADMIN, CADRE, PARTNER, AUDITOR)
 
 
 class PartnerResourceServicer(rpc.PartnerResourceServiceServicer):
-    def __init__(self, app: PartnerResourceApp):
-        self.app = app
+    def __init__(self, app: PartnerResourceApp, region: RegionApp):
+        self.app, self.region = app, region
 
     @admits(ADMIN)
     async def RegisterPartner(self, request, context):
@@ -122,3 +123,65 @@ class PartnerResourceServicer(rpc.PartnerResourceServiceServicer):
     async def GetAidProgramme(self, request, context):
         return api.GetAidProgrammeResponse(programme=await self.app.get_view(
             who(), "programme", request.programme_id, api.AidProgramme, "programme_id"))
+
+    # ---- the rest of the region's resources ----------------------------------------------
+
+    @admits(ADMIN, CADRE)
+    async def EnrollOrganisation(self, request, context):
+        return await self.region.enroll(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def RecordStandardItem(self, request, context):
+        return await self.region.record_item(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def ApplyForDemonstration(self, request, context):
+        return await self.region.apply_demonstration(who(), cid(), request)
+
+    @admits(ADMIN)
+    async def DecideDemonstration(self, request, context):
+        return await self.region.decide_demonstration(who(), cid(), request)
+
+    @admits(ADMIN)
+    async def AssignGuidanceGroup(self, request, context):
+        return await self.region.assign_guidance(who(), cid(), request)
+
+    @admits(ADMIN, CADRE, AUDITOR)
+    async def ListOrganisations(self, request, context):
+        return await self.region.list_organisations(who(), request)
+
+    @admits(ADMIN, CADRE)
+    async def MakeCommitment(self, request, context):
+        return await self.region.make_commitment(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def FulfilCommitment(self, request, context):
+        return await self.region.fulfil_commitment(who(), cid(), request)
+
+    @admits(ADMIN, CADRE, PARTNER)
+    async def RegisterPartnerMembers(self, request, context):
+        return await self.region.register_members(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def RegisterVolunteerTeam(self, request, context):
+        return await self.region.register_team(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def RegisterVolunteer(self, request, context):
+        return await self.region.register_volunteer(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def RecordVolunteerActivity(self, request, context):
+        return await self.region.record_activity(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def OpenServiceWindow(self, request, context):
+        return await self.region.open_window(who(), cid(), request)
+
+    @admits(ADMIN, CADRE)
+    async def RecordAfterHoursService(self, request, context):
+        return await self.region.record_after_hours(who(), cid(), request)
+
+    @admits(ADMIN, CADRE, AUDITOR)
+    async def ListServiceWindows(self, request, context):
+        return await self.region.list_windows(who(), request)

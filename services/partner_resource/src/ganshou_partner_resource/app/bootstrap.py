@@ -14,6 +14,8 @@ from ganshou_common.grpc_scaffold.tokens import verifier_from_env
 from ganshou_common.topics import dead_letter_topic, events_topic
 from ganshou_partner_resource.api.servicer import SERVICE, PartnerResourceServicer
 from ganshou_partner_resource.app.handlers import PartnerResourceApp
+from ganshou_partner_resource.app.region import RegionApp
+from ganshou_common.pii import MasterKey
 
 
 async def build_app(database_url: str) -> PartnerResourceApp:
@@ -21,8 +23,10 @@ async def build_app(database_url: str) -> PartnerResourceApp:
 
 
 def build_server(app: PartnerResourceApp) -> GrpcServer:
+    master = os.environ.get("GANSHOU_PII_MASTER_KEY")  # volunteers' personal data is sealed with it
+    region = RegionApp(app, MasterKey.from_base64(master) if master else None)
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
-    server.add(PartnerResourceServicer(app), rpc.add_PartnerResourceServiceServicer_to_server, SERVICE)
+    server.add(PartnerResourceServicer(app, region), rpc.add_PartnerResourceServiceServicer_to_server, SERVICE)
     return server
 
 

@@ -183,6 +183,19 @@ class Figures(_message.Message):
     APPRAISAL_MEAN_FIELD_NUMBER: _builtins.int
     RESPONSIBILITY_POSTS_FIELD_NUMBER: _builtins.int
     PARTNER_MATCHES_FIELD_NUMBER: _builtins.int
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    STANDARD_ITEMS_COMPLETED_FIELD_NUMBER: _builtins.int
+    ORGANISATIONS_ALL_SIX_FIELD_NUMBER: _builtins.int
+    DEMONSTRATION_APPLICATIONS_FIELD_NUMBER: _builtins.int
+    DEMONSTRATION_DESIGNATIONS_FIELD_NUMBER: _builtins.int
+    COMMITMENTS_MADE_FIELD_NUMBER: _builtins.int
+    COMMITMENTS_FULFILLED_FIELD_NUMBER: _builtins.int
+    PARTNER_MEMBERS_REGISTERED_FIELD_NUMBER: _builtins.int
+    VOLUNTEERS_FIELD_NUMBER: _builtins.int
+    VOLUNTEER_ACTIVITIES_FIELD_NUMBER: _builtins.int
+    VOLUNTEER_MINUTES_FIELD_NUMBER: _builtins.int
+    AFTER_HOURS_EVENING_PERSON_TIMES_FIELD_NUMBER: _builtins.int
+    AFTER_HOURS_WEEKEND_PERSON_TIMES_FIELD_NUMBER: _builtins.int
     communities: _builtins.int
     """Asking residents (问需于民)"""
     households: _builtins.int
@@ -239,6 +252,20 @@ class Figures(_message.Message):
     appraisal_mean: _builtins.float
     responsibility_posts: _builtins.int
     partner_matches: _builtins.int
+    organisations: _builtins.int
+    """The rest of the region's resources"""
+    standard_items_completed: _builtins.int
+    organisations_all_six: _builtins.int
+    demonstration_applications: _builtins.int
+    demonstration_designations: _builtins.int
+    commitments_made: _builtins.int
+    commitments_fulfilled: _builtins.int
+    partner_members_registered: _builtins.int
+    volunteers: _builtins.int
+    volunteer_activities: _builtins.int
+    volunteer_minutes: _builtins.int
+    after_hours_evening_person_times: _builtins.int
+    after_hours_weekend_person_times: _builtins.int
     @_builtins.property
     def demands_by_channel(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     @_builtins.property
@@ -303,10 +330,23 @@ class Figures(_message.Message):
         appraisal_mean: _builtins.float = ...,
         responsibility_posts: _builtins.int = ...,
         partner_matches: _builtins.int = ...,
+        organisations: _builtins.int = ...,
+        standard_items_completed: _builtins.int = ...,
+        organisations_all_six: _builtins.int = ...,
+        demonstration_applications: _builtins.int = ...,
+        demonstration_designations: _builtins.int = ...,
+        commitments_made: _builtins.int = ...,
+        commitments_fulfilled: _builtins.int = ...,
+        partner_members_registered: _builtins.int = ...,
+        volunteers: _builtins.int = ...,
+        volunteer_activities: _builtins.int = ...,
+        volunteer_minutes: _builtins.int = ...,
+        after_hours_evening_person_times: _builtins.int = ...,
+        after_hours_weekend_person_times: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pairings", b"active_pairings", "agreements_by_category", b"agreements_by_category", "aid_distinct_persons", b"aid_distinct_persons", "aid_paid_fen", b"aid_paid_fen", "aid_paid_fen_by_kind", b"aid_paid_fen_by_kind", "aid_person_times", b"aid_person_times", "appraisal_mean", b"appraisal_mean", "appraisals", b"appraisals", "cases_by_track", b"cases_by_track", "communities", b"communities", "contacts", b"contacts", "deliberation_approval", b"deliberation_approval", "deliberation_households_eligible", b"deliberation_households_eligible", "deliberation_households_voted", b"deliberation_households_voted", "deliberation_turnout", b"deliberation_turnout", "deliberations", b"deliberations", "demands", b"demands", "demands_by_channel", b"demands_by_channel", "emergencies", b"emergencies", "emergency_calls", b"emergency_calls", "explained", b"explained", "hotline_calls", b"hotline_calls", "households", b"households", "households_due", b"households_due", "households_visited", b"households_visited", "issues_received", b"issues_received", "member_units", b"member_units", "on_site_kept", b"on_site_kept", "on_site_late", b"on_site_late", "on_site_within_15_min_rate", b"on_site_within_15_min_rate", "on_time_response_rate", b"on_time_response_rate", "open_overdue", b"open_overdue", "pairing_signing_rate", b"pairing_signing_rate", "partner_matches", b"partner_matches", "ratings", b"ratings", "reopen_rate", b"reopen_rate", "reopened", b"reopened", "residents", b"residents", "residents_erased", b"residents_erased", "resolved", b"resolved", "resolved_or_explained_rate", b"resolved_or_explained_rate", "responded", b"responded", "response_promises_kept", b"response_promises_kept", "response_promises_late", b"response_promises_late", "response_rate", b"response_rate", "responsibility_posts", b"responsibility_posts", "satisfaction_mean", b"satisfaction_mean", "satisfied_share", b"satisfied_share", "service_person_times", b"service_person_times", "units_with_pairing", b"units_with_pairing", "visit_coverage", b"visit_coverage", "visits", b"visits", "votes_for", b"votes_for"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_pairings", b"active_pairings", "after_hours_evening_person_times", b"after_hours_evening_person_times", "after_hours_weekend_person_times", b"after_hours_weekend_person_times", "agreements_by_category", b"agreements_by_category", "aid_distinct_persons", b"aid_distinct_persons", "aid_paid_fen", b"aid_paid_fen", "aid_paid_fen_by_kind", b"aid_paid_fen_by_kind", "aid_person_times", b"aid_person_times", "appraisal_mean", b"appraisal_mean", "appraisals", b"appraisals", "cases_by_track", b"cases_by_track", "commitments_fulfilled", b"commitments_fulfilled", "commitments_made", b"commitments_made", "communities", b"communities", "contacts", b"contacts", "deliberation_approval", b"deliberation_approval", "deliberation_households_eligible", b"deliberation_households_eligible", "deliberation_households_voted", b"deliberation_households_voted", "deliberation_turnout", b"deliberation_turnout", "deliberations", b"deliberations", "demands", b"demands", "demands_by_channel", b"demands_by_channel", "demonstration_applications", b"demonstration_applications", "demonstration_designations", b"demonstration_designations", "emergencies", b"emergencies", "emergency_calls", b"emergency_calls", "explained", b"explained", "hotline_calls", b"hotline_calls", "households", b"households", "households_due", b"households_due", "households_visited", b"households_visited", "issues_received", b"issues_received", "member_units", b"member_units", "on_site_kept", b"on_site_kept", "on_site_late", b"on_site_late", "on_site_within_15_min_rate", b"on_site_within_15_min_rate", "on_time_response_rate", b"on_time_response_rate", "open_overdue", b"open_overdue", "organisations", b"organisations", "organisations_all_six", b"organisations_all_six", "pairing_signing_rate", b"pairing_signing_rate", "partner_matches", b"partner_matches", "partner_members_registered", b"partner_members_registered", "ratings", b"ratings", "reopen_rate", b"reopen_rate", "reopened", b"reopened", "residents", b"residents", "residents_erased", b"residents_erased", "resolved", b"resolved", "resolved_or_explained_rate", b"resolved_or_explained_rate", "responded", b"responded", "response_promises_kept", b"response_promises_kept", "response_promises_late", b"response_promises_late", "response_rate", b"response_rate", "responsibility_posts", b"responsibility_posts", "satisfaction_mean", b"satisfaction_mean", "satisfied_share", b"satisfied_share", "service_person_times", b"service_person_times", "standard_items_completed", b"standard_items_completed", "units_with_pairing", b"units_with_pairing", "visit_coverage", b"visit_coverage", "visits", b"visits", "volunteer_activities", b"volunteer_activities", "volunteer_minutes", b"volunteer_minutes", "volunteers", b"volunteers", "votes_for", b"votes_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,6 +111,89 @@ AID_KIND_EDUCATION: AidKind.ValueType  # 5
 """助学"""
 Global___AidKind: _TypeAlias = AidKind  # noqa: Y015
 
+class _OrganisationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrganisationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrganisationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORGANISATION_KIND_UNSPECIFIED: _OrganisationKind.ValueType  # 0
+    ORGANISATION_KIND_VILLAGE: _OrganisationKind.ValueType  # 1
+    ORGANISATION_KIND_RESIDENTIAL: _OrganisationKind.ValueType  # 2
+    ORGANISATION_KIND_ENTERPRISE: _OrganisationKind.ValueType  # 3
+    ORGANISATION_KIND_INSTITUTION: _OrganisationKind.ValueType  # 4
+    ORGANISATION_KIND_NEW_ECONOMIC: _OrganisationKind.ValueType  # 5
+    ORGANISATION_KIND_NEW_SOCIAL: _OrganisationKind.ValueType  # 6
+
+class OrganisationKind(_OrganisationKind, metaclass=_OrganisationKindEnumTypeWrapper):
+    """---- the rest of the region's resources (organisation standardisation, commitments,
+    members' registration, volunteers, extended-hours service windows) ----
+    """
+
+ORGANISATION_KIND_UNSPECIFIED: OrganisationKind.ValueType  # 0
+ORGANISATION_KIND_VILLAGE: OrganisationKind.ValueType  # 1
+ORGANISATION_KIND_RESIDENTIAL: OrganisationKind.ValueType  # 2
+ORGANISATION_KIND_ENTERPRISE: OrganisationKind.ValueType  # 3
+ORGANISATION_KIND_INSTITUTION: OrganisationKind.ValueType  # 4
+ORGANISATION_KIND_NEW_ECONOMIC: OrganisationKind.ValueType  # 5
+ORGANISATION_KIND_NEW_SOCIAL: OrganisationKind.ValueType  # 6
+Global___OrganisationKind: _TypeAlias = OrganisationKind  # noqa: Y015
+
+class _StandardItem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StandardItemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StandardItem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STANDARD_ITEM_UNSPECIFIED: _StandardItem.ValueType  # 0
+    STANDARD_ITEM_SIGN: _StandardItem.ValueType  # 1
+    """a sign displayed"""
+    STANDARD_ITEM_LEADERSHIP_TEAM: _StandardItem.ValueType  # 2
+    STANDARD_ITEM_VENUE: _StandardItem.ValueType  # 3
+    STANDARD_ITEM_RULES: _StandardItem.ValueType  # 4
+    STANDARD_ITEM_LEDGER: _StandardItem.ValueType  # 5
+    STANDARD_ITEM_FUNDING: _StandardItem.ValueType  # 6
+    """secured funding"""
+
+class StandardItem(_StandardItem, metaclass=_StandardItemEnumTypeWrapper):
+    """The "six ones" (六个一) of a standardised grassroots organisation."""
+
+STANDARD_ITEM_UNSPECIFIED: StandardItem.ValueType  # 0
+STANDARD_ITEM_SIGN: StandardItem.ValueType  # 1
+"""a sign displayed"""
+STANDARD_ITEM_LEADERSHIP_TEAM: StandardItem.ValueType  # 2
+STANDARD_ITEM_VENUE: StandardItem.ValueType  # 3
+STANDARD_ITEM_RULES: StandardItem.ValueType  # 4
+STANDARD_ITEM_LEDGER: StandardItem.ValueType  # 5
+STANDARD_ITEM_FUNDING: StandardItem.ValueType  # 6
+"""secured funding"""
+Global___StandardItem: _TypeAlias = StandardItem  # noqa: Y015
+
+class _ServiceOffice:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ServiceOfficeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceOffice.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SERVICE_OFFICE_UNSPECIFIED: _ServiceOffice.ValueType  # 0
+    SERVICE_OFFICE_MEDICAL_AFFAIRS: _ServiceOffice.ValueType  # 1
+    SERVICE_OFFICE_PENSIONS: _ServiceOffice.ValueType  # 2
+    SERVICE_OFFICE_SOCIAL_SECURITY: _ServiceOffice.ValueType  # 3
+    SERVICE_OFFICE_LABOUR_AFFAIRS: _ServiceOffice.ValueType  # 4
+    SERVICE_OFFICE_UNEMPLOYMENT_INSURANCE: _ServiceOffice.ValueType  # 5
+    SERVICE_OFFICE_LABOUR_DISPUTES: _ServiceOffice.ValueType  # 6
+
+class ServiceOffice(_ServiceOffice, metaclass=_ServiceOfficeEnumTypeWrapper): ...
+
+SERVICE_OFFICE_UNSPECIFIED: ServiceOffice.ValueType  # 0
+SERVICE_OFFICE_MEDICAL_AFFAIRS: ServiceOffice.ValueType  # 1
+SERVICE_OFFICE_PENSIONS: ServiceOffice.ValueType  # 2
+SERVICE_OFFICE_SOCIAL_SECURITY: ServiceOffice.ValueType  # 3
+SERVICE_OFFICE_LABOUR_AFFAIRS: ServiceOffice.ValueType  # 4
+SERVICE_OFFICE_UNEMPLOYMENT_INSURANCE: ServiceOffice.ValueType  # 5
+SERVICE_OFFICE_LABOUR_DISPUTES: ServiceOffice.ValueType  # 6
+Global___ServiceOffice: _TypeAlias = ServiceOffice  # noqa: Y015
+
 @_typing.final
 class PartnerRegistered(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -554,3 +637,400 @@ class NoOfferingAvailable(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NoOfferingAvailable: _TypeAlias = NoOfferingAvailable  # noqa: Y015
+
+@_typing.final
+class OrganisationEnrolled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    name: _builtins.str
+    kind: Global___OrganisationKind.ValueType
+    community_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: Global___OrganisationKind.ValueType = ...,
+        community_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "kind", b"kind", "name", b"name", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationEnrolled: _TypeAlias = OrganisationEnrolled  # noqa: Y015
+
+@_typing.final
+class StandardItemCompleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    item: Global___StandardItem.ValueType
+    community_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        item: Global___StandardItem.ValueType = ...,
+        community_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "item", b"item", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StandardItemCompleted: _TypeAlias = StandardItemCompleted  # noqa: Y015
+
+@_typing.final
+class DemonstrationApplied(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    community_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DemonstrationApplied: _TypeAlias = DemonstrationApplied  # noqa: Y015
+
+@_typing.final
+class DemonstrationDecided(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    DESIGNATED_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    community_id: _builtins.str
+    designated: _builtins.bool
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        designated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "designated", b"designated", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DemonstrationDecided: _TypeAlias = DemonstrationDecided  # noqa: Y015
+
+@_typing.final
+class GuidanceGroupAssigned(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    GUIDANCE_GROUP_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    guidance_group: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        guidance_group: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guidance_group", b"guidance_group", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GuidanceGroupAssigned: _TypeAlias = GuidanceGroupAssigned  # noqa: Y015
+
+@_typing.final
+class CommitmentMade(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITMENT_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    POST_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    commitment_id: _builtins.str
+    member_id: _builtins.str
+    post_id: _builtins.str
+    kind: _builtins.str
+    """policy outreach, safety patrol, medical advice, …"""
+    community_id: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        commitment_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        post_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment_id", b"commitment_id", "community_id", b"community_id", "description", b"description", "kind", b"kind", "member_id", b"member_id", "post_id", b"post_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitmentMade: _TypeAlias = CommitmentMade  # noqa: Y015
+
+@_typing.final
+class CommitmentFulfilled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITMENT_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    commitment_id: _builtins.str
+    community_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        commitment_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment_id", b"commitment_id", "community_id", b"community_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitmentFulfilled: _TypeAlias = CommitmentFulfilled  # noqa: Y015
+
+@_typing.final
+class PartnerMembersRegistered(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.str
+    partner_id: _builtins.str
+    community_id: _builtins.str
+    members: _builtins.int
+    def __init__(
+        self,
+        *,
+        registration_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        members: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "members", b"members", "partner_id", b"partner_id", "registration_id", b"registration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerMembersRegistered: _TypeAlias = PartnerMembersRegistered  # noqa: Y015
+
+@_typing.final
+class VolunteerTeamRegistered(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    team_id: _builtins.str
+    name: _builtins.str
+    community_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "name", b"name", "team_id", b"team_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolunteerTeamRegistered: _TypeAlias = VolunteerTeamRegistered  # noqa: Y015
+
+@_typing.final
+class VolunteerRegistered(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    NAME_SEALED_FIELD_NUMBER: _builtins.int
+    PHONE_SEALED_FIELD_NUMBER: _builtins.int
+    volunteer_id: _builtins.str
+    team_id: _builtins.str
+    community_id: _builtins.str
+    segment: _types_pb2.Segment.ValueType
+    name_sealed: _builtins.bytes
+    """Personal data, sealed with the volunteer's own key (erasable like residents')."""
+    phone_sealed: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        volunteer_id: _builtins.str = ...,
+        team_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        segment: _types_pb2.Segment.ValueType = ...,
+        name_sealed: _builtins.bytes = ...,
+        phone_sealed: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "name_sealed", b"name_sealed", "phone_sealed", b"phone_sealed", "segment", b"segment", "team_id", b"team_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolunteerRegistered: _TypeAlias = VolunteerRegistered  # noqa: Y015
+
+@_typing.final
+class VolunteerMinutes(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    volunteer_id: _builtins.str
+    segment: _types_pb2.Segment.ValueType
+    minutes: _builtins.int
+    def __init__(
+        self,
+        *,
+        volunteer_id: _builtins.str = ...,
+        segment: _types_pb2.Segment.ValueType = ...,
+        minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minutes", b"minutes", "segment", b"segment", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolunteerMinutes: _TypeAlias = VolunteerMinutes  # noqa: Y015
+
+@_typing.final
+class VolunteerActivityRecorded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    VOLUNTEERS_FIELD_NUMBER: _builtins.int
+    activity_id: _builtins.str
+    team_id: _builtins.str
+    community_id: _builtins.str
+    title: _builtins.str
+    @_builtins.property
+    def volunteers(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolunteerMinutes]: ...
+    def __init__(
+        self,
+        *,
+        activity_id: _builtins.str = ...,
+        team_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        volunteers: _abc.Iterable[Global___VolunteerMinutes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "community_id", b"community_id", "team_id", b"team_id", "title", b"title", "volunteers", b"volunteers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolunteerActivityRecorded: _TypeAlias = VolunteerActivityRecorded  # noqa: Y015
+
+@_typing.final
+class ServiceWindowOpened(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_ID_FIELD_NUMBER: _builtins.int
+    OFFICE_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    EVENINGS_FIELD_NUMBER: _builtins.int
+    WEEKENDS_FIELD_NUMBER: _builtins.int
+    window_id: _builtins.str
+    office: Global___ServiceOffice.ValueType
+    community_id: _builtins.str
+    schedule: _builtins.str
+    """e.g. "weekdays 18:00–20:00, Saturdays 09:00–12:00" """
+    evenings: _builtins.bool
+    weekends: _builtins.bool
+    def __init__(
+        self,
+        *,
+        window_id: _builtins.str = ...,
+        office: Global___ServiceOffice.ValueType = ...,
+        community_id: _builtins.str = ...,
+        schedule: _builtins.str = ...,
+        evenings: _builtins.bool = ...,
+        weekends: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "evenings", b"evenings", "office", b"office", "schedule", b"schedule", "weekends", b"weekends", "window_id", b"window_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceWindowOpened: _TypeAlias = ServiceWindowOpened  # noqa: Y015
+
+@_typing.final
+class AfterHoursServed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    WINDOW_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    OFFICE_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    EVENING_PERSON_TIMES_FIELD_NUMBER: _builtins.int
+    WEEKEND_PERSON_TIMES_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    window_id: _builtins.str
+    community_id: _builtins.str
+    office: Global___ServiceOffice.ValueType
+    date: _builtins.str
+    """YYYY-MM-DD"""
+    evening_person_times: _builtins.int
+    weekend_person_times: _builtins.int
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        window_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        office: Global___ServiceOffice.ValueType = ...,
+        date: _builtins.str = ...,
+        evening_person_times: _builtins.int = ...,
+        weekend_person_times: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "date", b"date", "evening_person_times", b"evening_person_times", "office", b"office", "record_id", b"record_id", "weekend_person_times", b"weekend_person_times", "window_id", b"window_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AfterHoursServed: _TypeAlias = AfterHoursServed  # noqa: Y015

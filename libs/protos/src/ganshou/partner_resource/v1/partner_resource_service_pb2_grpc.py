@@ -162,6 +162,81 @@ class PartnerResourceServiceStub:
                 request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.SerializeToString,
                 response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.FromString,
                 _registered_method=True)
+        self.EnrollOrganisation = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/EnrollOrganisation',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationResponse.FromString,
+                _registered_method=True)
+        self.RecordStandardItem = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RecordStandardItem',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemResponse.FromString,
+                _registered_method=True)
+        self.ApplyForDemonstration = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/ApplyForDemonstration',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationResponse.FromString,
+                _registered_method=True)
+        self.DecideDemonstration = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/DecideDemonstration',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationResponse.FromString,
+                _registered_method=True)
+        self.AssignGuidanceGroup = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/AssignGuidanceGroup',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupResponse.FromString,
+                _registered_method=True)
+        self.ListOrganisations = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/ListOrganisations',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsResponse.FromString,
+                _registered_method=True)
+        self.MakeCommitment = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/MakeCommitment',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentResponse.FromString,
+                _registered_method=True)
+        self.FulfilCommitment = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/FulfilCommitment',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentResponse.FromString,
+                _registered_method=True)
+        self.RegisterPartnerMembers = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RegisterPartnerMembers',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersResponse.FromString,
+                _registered_method=True)
+        self.RegisterVolunteerTeam = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RegisterVolunteerTeam',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamResponse.FromString,
+                _registered_method=True)
+        self.RegisterVolunteer = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RegisterVolunteer',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerResponse.FromString,
+                _registered_method=True)
+        self.RecordVolunteerActivity = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RecordVolunteerActivity',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.FromString,
+                _registered_method=True)
+        self.OpenServiceWindow = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/OpenServiceWindow',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowResponse.FromString,
+                _registered_method=True)
+        self.RecordAfterHoursService = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/RecordAfterHoursService',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceResponse.FromString,
+                _registered_method=True)
+        self.ListServiceWindows = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/ListServiceWindows',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerResourceServiceServicer:
@@ -320,6 +395,100 @@ class PartnerResourceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollOrganisation(self, request, context):
+        """Organisation standardisation ("six ones"), demonstration units, guidance groups.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordStandardItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyForDemonstration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideDemonstration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignGuidanceGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrganisations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MakeCommitment(self, request, context):
+        """Party-member service commitments, and partners' members registering with communities.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FulfilCommitment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterPartnerMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterVolunteerTeam(self, request, context):
+        """Volunteers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterVolunteer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordVolunteerActivity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenServiceWindow(self, request, context):
+        """Extended-hours service windows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAfterHoursService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceWindows(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerResourceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -447,6 +616,81 @@ def add_PartnerResourceServiceServicer_to_server(servicer, server):
                     servicer.GetAidProgramme,
                     request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.FromString,
                     response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.SerializeToString,
+            ),
+            'EnrollOrganisation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollOrganisation,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationResponse.SerializeToString,
+            ),
+            'RecordStandardItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordStandardItem,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemResponse.SerializeToString,
+            ),
+            'ApplyForDemonstration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyForDemonstration,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationResponse.SerializeToString,
+            ),
+            'DecideDemonstration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideDemonstration,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationResponse.SerializeToString,
+            ),
+            'AssignGuidanceGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignGuidanceGroup,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupResponse.SerializeToString,
+            ),
+            'ListOrganisations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrganisations,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsResponse.SerializeToString,
+            ),
+            'MakeCommitment': grpc.unary_unary_rpc_method_handler(
+                    servicer.MakeCommitment,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentResponse.SerializeToString,
+            ),
+            'FulfilCommitment': grpc.unary_unary_rpc_method_handler(
+                    servicer.FulfilCommitment,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentResponse.SerializeToString,
+            ),
+            'RegisterPartnerMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterPartnerMembers,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersResponse.SerializeToString,
+            ),
+            'RegisterVolunteerTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterVolunteerTeam,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamResponse.SerializeToString,
+            ),
+            'RegisterVolunteer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterVolunteer,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerResponse.SerializeToString,
+            ),
+            'RecordVolunteerActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVolunteerActivity,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.SerializeToString,
+            ),
+            'OpenServiceWindow': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenServiceWindow,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowResponse.SerializeToString,
+            ),
+            'RecordAfterHoursService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAfterHoursService,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceResponse.SerializeToString,
+            ),
+            'ListServiceWindows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceWindows,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1127,6 +1371,411 @@ class PartnerResourceService:
             '/ganshou.partner_resource.v1.PartnerResourceService/GetAidProgramme',
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeRequest.SerializeToString,
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.GetAidProgrammeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollOrganisation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/EnrollOrganisation',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EnrollOrganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordStandardItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RecordStandardItem',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordStandardItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyForDemonstration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/ApplyForDemonstration',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ApplyForDemonstrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideDemonstration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/DecideDemonstration',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.DecideDemonstrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignGuidanceGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/AssignGuidanceGroup',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.AssignGuidanceGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrganisations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/ListOrganisations',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListOrganisationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MakeCommitment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/MakeCommitment',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.MakeCommitmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FulfilCommitment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/FulfilCommitment',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.FulfilCommitmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterPartnerMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RegisterPartnerMembers',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterPartnerMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterVolunteerTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RegisterVolunteerTeam',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterVolunteer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RegisterVolunteer',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RegisterVolunteerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVolunteerActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RecordVolunteerActivity',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenServiceWindow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/OpenServiceWindow',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAfterHoursService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/RecordAfterHoursService',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordAfterHoursServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceWindows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/ListServiceWindows',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.ListServiceWindowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

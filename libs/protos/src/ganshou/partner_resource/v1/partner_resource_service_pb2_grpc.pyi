@@ -61,6 +61,25 @@ class PartnerResourceServiceStub:
     GetAgreement: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAgreementRequest, _partner_resource_service_pb2.GetAgreementResponse]
     GetDelivery: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDeliveryRequest, _partner_resource_service_pb2.GetDeliveryResponse]
     GetAidProgramme: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAidProgrammeRequest, _partner_resource_service_pb2.GetAidProgrammeResponse]
+    EnrollOrganisation: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.EnrollOrganisationRequest, _partner_resource_service_pb2.EnrollOrganisationResponse]
+    """Organisation standardisation ("six ones"), demonstration units, guidance groups."""
+    RecordStandardItem: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordStandardItemRequest, _partner_resource_service_pb2.RecordStandardItemResponse]
+    ApplyForDemonstration: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ApplyForDemonstrationRequest, _partner_resource_service_pb2.ApplyForDemonstrationResponse]
+    DecideDemonstration: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.DecideDemonstrationRequest, _partner_resource_service_pb2.DecideDemonstrationResponse]
+    AssignGuidanceGroup: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.AssignGuidanceGroupRequest, _partner_resource_service_pb2.AssignGuidanceGroupResponse]
+    ListOrganisations: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListOrganisationsRequest, _partner_resource_service_pb2.ListOrganisationsResponse]
+    MakeCommitment: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.MakeCommitmentRequest, _partner_resource_service_pb2.MakeCommitmentResponse]
+    """Party-member service commitments, and partners' members registering with communities."""
+    FulfilCommitment: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.FulfilCommitmentRequest, _partner_resource_service_pb2.FulfilCommitmentResponse]
+    RegisterPartnerMembers: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterPartnerMembersRequest, _partner_resource_service_pb2.RegisterPartnerMembersResponse]
+    RegisterVolunteerTeam: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerTeamRequest, _partner_resource_service_pb2.RegisterVolunteerTeamResponse]
+    """Volunteers."""
+    RegisterVolunteer: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerRequest, _partner_resource_service_pb2.RegisterVolunteerResponse]
+    RecordVolunteerActivity: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordVolunteerActivityRequest, _partner_resource_service_pb2.RecordVolunteerActivityResponse]
+    OpenServiceWindow: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.OpenServiceWindowRequest, _partner_resource_service_pb2.OpenServiceWindowResponse]
+    """Extended-hours service windows."""
+    RecordAfterHoursService: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordAfterHoursServiceRequest, _partner_resource_service_pb2.RecordAfterHoursServiceResponse]
+    ListServiceWindows: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListServiceWindowsRequest, _partner_resource_service_pb2.ListServiceWindowsResponse]
 
 @_typing.type_check_only
 class PartnerResourceServiceAsyncStub(PartnerResourceServiceStub):
@@ -95,6 +114,25 @@ class PartnerResourceServiceAsyncStub(PartnerResourceServiceStub):
     GetAgreement: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAgreementRequest, _partner_resource_service_pb2.GetAgreementResponse]  # type: ignore[assignment]
     GetDelivery: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetDeliveryRequest, _partner_resource_service_pb2.GetDeliveryResponse]  # type: ignore[assignment]
     GetAidProgramme: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.GetAidProgrammeRequest, _partner_resource_service_pb2.GetAidProgrammeResponse]  # type: ignore[assignment]
+    EnrollOrganisation: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.EnrollOrganisationRequest, _partner_resource_service_pb2.EnrollOrganisationResponse]  # type: ignore[assignment]
+    """Organisation standardisation ("six ones"), demonstration units, guidance groups."""
+    RecordStandardItem: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordStandardItemRequest, _partner_resource_service_pb2.RecordStandardItemResponse]  # type: ignore[assignment]
+    ApplyForDemonstration: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ApplyForDemonstrationRequest, _partner_resource_service_pb2.ApplyForDemonstrationResponse]  # type: ignore[assignment]
+    DecideDemonstration: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.DecideDemonstrationRequest, _partner_resource_service_pb2.DecideDemonstrationResponse]  # type: ignore[assignment]
+    AssignGuidanceGroup: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.AssignGuidanceGroupRequest, _partner_resource_service_pb2.AssignGuidanceGroupResponse]  # type: ignore[assignment]
+    ListOrganisations: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListOrganisationsRequest, _partner_resource_service_pb2.ListOrganisationsResponse]  # type: ignore[assignment]
+    MakeCommitment: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.MakeCommitmentRequest, _partner_resource_service_pb2.MakeCommitmentResponse]  # type: ignore[assignment]
+    """Party-member service commitments, and partners' members registering with communities."""
+    FulfilCommitment: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.FulfilCommitmentRequest, _partner_resource_service_pb2.FulfilCommitmentResponse]  # type: ignore[assignment]
+    RegisterPartnerMembers: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterPartnerMembersRequest, _partner_resource_service_pb2.RegisterPartnerMembersResponse]  # type: ignore[assignment]
+    RegisterVolunteerTeam: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerTeamRequest, _partner_resource_service_pb2.RegisterVolunteerTeamResponse]  # type: ignore[assignment]
+    """Volunteers."""
+    RegisterVolunteer: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerRequest, _partner_resource_service_pb2.RegisterVolunteerResponse]  # type: ignore[assignment]
+    RecordVolunteerActivity: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordVolunteerActivityRequest, _partner_resource_service_pb2.RecordVolunteerActivityResponse]  # type: ignore[assignment]
+    OpenServiceWindow: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.OpenServiceWindowRequest, _partner_resource_service_pb2.OpenServiceWindowResponse]  # type: ignore[assignment]
+    """Extended-hours service windows."""
+    RecordAfterHoursService: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordAfterHoursServiceRequest, _partner_resource_service_pb2.RecordAfterHoursServiceResponse]  # type: ignore[assignment]
+    ListServiceWindows: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.ListServiceWindowsRequest, _partner_resource_service_pb2.ListServiceWindowsResponse]  # type: ignore[assignment]
 
 class PartnerResourceServiceServicer(metaclass=_abc_1.ABCMeta):
     """The partner-resource service: the region's member units, their pairings with
@@ -276,5 +314,114 @@ class PartnerResourceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_resource_service_pb2.GetAidProgrammeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_resource_service_pb2.GetAidProgrammeResponse, _abc.Awaitable[_partner_resource_service_pb2.GetAidProgrammeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EnrollOrganisation(
+        self,
+        request: _partner_resource_service_pb2.EnrollOrganisationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.EnrollOrganisationResponse, _abc.Awaitable[_partner_resource_service_pb2.EnrollOrganisationResponse]]:
+        """Organisation standardisation ("six ones"), demonstration units, guidance groups."""
+
+    @_abc_1.abstractmethod
+    def RecordStandardItem(
+        self,
+        request: _partner_resource_service_pb2.RecordStandardItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RecordStandardItemResponse, _abc.Awaitable[_partner_resource_service_pb2.RecordStandardItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ApplyForDemonstration(
+        self,
+        request: _partner_resource_service_pb2.ApplyForDemonstrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.ApplyForDemonstrationResponse, _abc.Awaitable[_partner_resource_service_pb2.ApplyForDemonstrationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DecideDemonstration(
+        self,
+        request: _partner_resource_service_pb2.DecideDemonstrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.DecideDemonstrationResponse, _abc.Awaitable[_partner_resource_service_pb2.DecideDemonstrationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AssignGuidanceGroup(
+        self,
+        request: _partner_resource_service_pb2.AssignGuidanceGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.AssignGuidanceGroupResponse, _abc.Awaitable[_partner_resource_service_pb2.AssignGuidanceGroupResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListOrganisations(
+        self,
+        request: _partner_resource_service_pb2.ListOrganisationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.ListOrganisationsResponse, _abc.Awaitable[_partner_resource_service_pb2.ListOrganisationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MakeCommitment(
+        self,
+        request: _partner_resource_service_pb2.MakeCommitmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.MakeCommitmentResponse, _abc.Awaitable[_partner_resource_service_pb2.MakeCommitmentResponse]]:
+        """Party-member service commitments, and partners' members registering with communities."""
+
+    @_abc_1.abstractmethod
+    def FulfilCommitment(
+        self,
+        request: _partner_resource_service_pb2.FulfilCommitmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.FulfilCommitmentResponse, _abc.Awaitable[_partner_resource_service_pb2.FulfilCommitmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterPartnerMembers(
+        self,
+        request: _partner_resource_service_pb2.RegisterPartnerMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RegisterPartnerMembersResponse, _abc.Awaitable[_partner_resource_service_pb2.RegisterPartnerMembersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterVolunteerTeam(
+        self,
+        request: _partner_resource_service_pb2.RegisterVolunteerTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RegisterVolunteerTeamResponse, _abc.Awaitable[_partner_resource_service_pb2.RegisterVolunteerTeamResponse]]:
+        """Volunteers."""
+
+    @_abc_1.abstractmethod
+    def RegisterVolunteer(
+        self,
+        request: _partner_resource_service_pb2.RegisterVolunteerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RegisterVolunteerResponse, _abc.Awaitable[_partner_resource_service_pb2.RegisterVolunteerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordVolunteerActivity(
+        self,
+        request: _partner_resource_service_pb2.RecordVolunteerActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RecordVolunteerActivityResponse, _abc.Awaitable[_partner_resource_service_pb2.RecordVolunteerActivityResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def OpenServiceWindow(
+        self,
+        request: _partner_resource_service_pb2.OpenServiceWindowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.OpenServiceWindowResponse, _abc.Awaitable[_partner_resource_service_pb2.OpenServiceWindowResponse]]:
+        """Extended-hours service windows."""
+
+    @_abc_1.abstractmethod
+    def RecordAfterHoursService(
+        self,
+        request: _partner_resource_service_pb2.RecordAfterHoursServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.RecordAfterHoursServiceResponse, _abc.Awaitable[_partner_resource_service_pb2.RecordAfterHoursServiceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListServiceWindows(
+        self,
+        request: _partner_resource_service_pb2.ListServiceWindowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.ListServiceWindowsResponse, _abc.Awaitable[_partner_resource_service_pb2.ListServiceWindowsResponse]]: ...
 
 def add_PartnerResourceServiceServicer_to_server(servicer: PartnerResourceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
