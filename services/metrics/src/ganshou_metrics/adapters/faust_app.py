@@ -7,7 +7,7 @@ kept in memory as sums of the rows' facts and recomputed from the tables after e
 recovery or rebalance. faust's exactly_once is not relied on.
 
 With several workers, each owns some partitions and its figures cover those; this
-deployment runs one active worker (see docs/operations.md).
+deployment runs one active worker (see docs/design.md).
 """
 
 from __future__ import annotations
