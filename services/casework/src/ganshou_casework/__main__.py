@@ -8,68 +8,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
-from ganshou_casework.adapters.cases import case_stream  # noqa: F401  (imports the protos)
-from ganshou_common import logs
-from ganshou_common.config import env, env_int
-from ganshou_common.metrics_http import serve_metrics
-from ganshou_common.migrate import migrate
+from ganshou_common import service_main
+from ganshou_common.config import env
 
-SERVICE = "casework"
 SQL_DIR = Path(__file__).parent / "adapters" / "sql"
 
 
 async def serve() -> None:
     from ganshou_casework.app.bootstrap import Settings, build_app, build_server
 
-    serve_metrics(env_int("METRICS_PORT", 9100))
-    app = await build_app(Settings.from_env())
-    server = build_server(app)
-    try:
-        await server.start()
-        await server.serve_until_signal()
-    finally:
-        await app.store.close()
+    async def build():
+        app = await build_app(Settings.from_env())
+        return build_server(app), app.store.close
+
+    await service_main.serve(build)
 
 
 async def worker() -> None:
     from ganshou_casework.app.bootstrap import Settings, build_app, build_consumer, run_timers
 
-    serve_metrics(env_int("METRICS_PORT", 9100))
     app = await build_app(Settings.from_env())
     consumer = build_consumer(app, env("KAFKA_BOOTSTRAP"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: (stop.set(), consumer.stop()))
-    try:
-        await asyncio.gather(consumer.run(), run_timers(app, stop))
-    finally:
-        await app.store.close()
+    await service_main.work(lambda stop: [consumer.run(), run_timers(app, stop)], app.store.close, consumer.stop)
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = (argv or sys.argv[1:] or ["serve"])[0]
-    logs.configure(f"{SERVICE}-{command}", os.environ.get("LOG_LEVEL", "INFO"))
-    if command == "serve":
-        asyncio.run(serve())
-    elif command == "worker":
-        asyncio.run(worker())
-    elif command == "migrate":
-        applied = asyncio.run(migrate(env("DATABASE_URL"), [SQL_DIR]))
-        print(f"casework migrations applied: {applied or 'none (up to date)'}")
-    elif command == "relay":
-        os.environ.setdefault("GANSHOU_SERVICE", SERVICE)
-        from ganshou_common.outbox.__main__ import main as relay_main
-
-        asyncio.run(relay_main())
-    else:
-        raise SystemExit(f"unknown command {command!r}: serve | worker | migrate | relay")
+    service_main.main("casework", SQL_DIR, {"serve": serve, "worker": worker}, argv)
 
 
 if __name__ == "__main__":
