@@ -78,5 +78,13 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
                                           metadata=system.auth())
     assert got.resident.erased and got.resident.name == "[erased]"
 
+    # rebuild-projections' wait: a new generation beside the live one, caught up and identical.
+    system.add_proc("metrics-g2", "ganshou_metrics", "worker", system.metrics_env("cli-rebuild"), True)
+    system.spawn("metrics-g2")
+    await system.wait_ready("metrics-g2")
+    waited = await ganshou(system, "rebuild-wait", "--live", f"127.0.0.1:{system.procs['metrics'].grpc_port}",
+                           "--rebuilt", f"127.0.0.1:{system.procs['metrics-g2'].grpc_port}", "--timeout", "90")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+
     token = await ganshou(system, "token", "--role", "auditor")
     assert token.returncode == 0 and token.stdout.count(".") == 2
