@@ -26,6 +26,7 @@ from ganshou.common.v1 import envelope_pb2
 from ganshou_common import logs
 from ganshou_common.errors import DomainError
 from ganshou_common.eventstore.model import EventStore, Transaction
+from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.schemas import load_all_schemas
 
 Handler = Callable[[Transaction, envelope_pb2.EventEnvelope], Awaitable[None]]
@@ -98,9 +99,10 @@ class IdempotentConsumer:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=500,
+            auto_offset_reset="earliest", max_poll_records=500, **client_kwargs(),
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                    **client_kwargs())
         await consumer.start()
         await producer.start()
         try:

@@ -14,6 +14,8 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from ganshou_common.kafka_config import client_kwargs
+
 SERVICES = ("intake", "casework", "partner-resource")
 UNLIMITED = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
 
@@ -35,7 +37,7 @@ async def wait_for_broker(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClie
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_kwargs())
         try:
             await admin.start()
             await admin.list_topics()

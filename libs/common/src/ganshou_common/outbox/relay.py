@@ -33,6 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ganshou.common.v1 import envelope_pb2, types_pb2
 from ganshou_common.codec import TYPE_URL_PREFIX
+from ganshou_common.kafka_config import client_kwargs
 
 BACKLOG = Gauge("ganshou_outbox_backlog_events", "Events committed but not yet published", ["source"])
 PUBLISHED = Counter("ganshou_outbox_published_events_total", "Events published to Kafka", ["source"])
@@ -90,6 +91,7 @@ def envelope_bytes(r: asyncpg.Record, source: str) -> bytes:
 
 async def new_producer(bootstrap: str) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(
+        **client_kwargs(),
         partitioner=CachedPartitioner(),
         bootstrap_servers=bootstrap,
         acks="all",

@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from ganshou.common.v1 import envelope_pb2
 from ganshou_common import logs
+from ganshou_common.kafka_config import client_kwargs, faust_credentials
 from ganshou_common.schemas import load_all_schemas
 from ganshou_common.topics import SERVICES, events_topic
 from ganshou_metrics.domain.projection import Figures, apply
@@ -47,6 +48,7 @@ class Projection:
             # A worker that dies (kill -9) leaves the group after 10 s rather than 60, so its
             # replacement takes over its partitions quickly.
             broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
+            broker_credentials=faust_credentials(),
         )
         self.tables: dict[str, faust.Table] = {}
         for service in SERVICES:
@@ -90,7 +92,7 @@ class Projection:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
         await admin.start()
         try:
             existing = set(await admin.list_topics())
