@@ -54,3 +54,9 @@ if [ ! -x "$GANSHOU_RUN/bin/grpcurl" ] || [ "$(cat "$GANSHOU_RUN/bin/.grpcurl-ve
     >"$GANSHOU_RUN/logs/go-install.log" 2>&1 || { tail -20 "$GANSHOU_RUN/logs/go-install.log"; die "go install grpcurl failed"; }
   echo "$GRPCURL_VERSION" >"$GANSHOU_RUN/bin/.grpcurl-version"
 fi
+if [ ! -x "$GANSHOU_RUN/bin/helm" ] || [ "$(cat "$GANSHOU_RUN/bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
+  say "go install helm@$HELM_VERSION"
+  GOBIN="$GANSHOU_RUN/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    >"$GANSHOU_RUN/logs/go-install-helm.log" 2>&1 || { tail -20 "$GANSHOU_RUN/logs/go-install-helm.log"; die "go install helm failed"; }
+  echo "$HELM_VERSION" >"$GANSHOU_RUN/bin/.helm-version"
+fi
