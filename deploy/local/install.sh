@@ -20,6 +20,10 @@ command -v go >/dev/null || need_apt+=(golang-go)
 # The leaders' report: Chinese fonts for its charts, and pdftoppm for its test.
 fc-list 2>/dev/null | grep -q "Noto Sans CJK SC" || need_apt+=(fonts-noto-cjk fontconfig)
 command -v pdftoppm >/dev/null || need_apt+=(poppler-utils)
+# The container image, without Docker: debootstrap, buildah and podman with runc.
+for tool in debootstrap buildah podman runc; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || need_apt+=("$tool")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   sudo_ apt-get update -q >"$GANSHOU_RUN/logs/apt.log" 2>&1
