@@ -18,7 +18,7 @@ command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v go >/dev/null || need_apt+=(golang-go)
 # The leaders' report: Chinese fonts for its charts, and pdftoppm for its test.
-fc-list 2>/dev/null | grep -q "Noto Sans CJK SC" || need_apt+=(fonts-noto-cjk fontconfig)
+fc-list 2>/dev/null | grep "Noto Sans CJK SC" >/dev/null || need_apt+=(fonts-noto-cjk fontconfig)
 command -v pdftoppm >/dev/null || need_apt+=(poppler-utils)
 # The container image, without Docker: debootstrap, buildah and podman with runc.
 for tool in debootstrap buildah podman runc; do
