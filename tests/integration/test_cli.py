@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
     assert got.resident.erased and got.resident.name == "[erased]"
 
     # rebuild-projections' wait: a new generation beside the live one, caught up and identical.
-    system.add_proc("metrics-g2", "ganshou_metrics", "worker", system.metrics_env("cli-rebuild"), True)
+    system.add_proc("metrics-g2", "ganshou_metrics", "worker", system.metrics_env(f"cli-rebuild-{uuid.uuid4().hex[:6]}"), True)
     system.spawn("metrics-g2")
     await system.wait_ready("metrics-g2")
     waited = await ganshou(system, "rebuild-wait", "--live", f"127.0.0.1:{system.procs['metrics'].grpc_port}",

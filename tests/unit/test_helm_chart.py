@@ -60,6 +60,7 @@ def test_every_deployment_is_locked_down_and_probed() -> None:
         "intake", "intake-relay", "casework", "casework-worker", "casework-relay", "partner-resource",
         "partner-resource-worker", "partner-resource-relay", "metrics"}
     for d in deployments:
+        assert set(d["spec"]["selector"]["matchLabels"]) == {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
         pod = d["spec"]["template"]["spec"]
         (c,) = pod["containers"]
         assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False

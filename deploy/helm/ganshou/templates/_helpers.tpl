@@ -7,14 +7,15 @@
 
 {{- define "ganshou.chart" -}}{{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}{{- end -}}
 
+{{/* Selectors use only name and instance; the name is the component's (ganshou-intake…). */}}
 {{- define "ganshou.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "ganshou.name" .root }}
+app.kubernetes.io/name: {{ printf "%s-%s" (include "ganshou.name" .root) .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
-app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{- define "ganshou.labels" -}}
 {{ include "ganshou.selectorLabels" . }}
+app.kubernetes.io/component: {{ .name }}
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: ganshou

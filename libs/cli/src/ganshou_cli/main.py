@@ -336,6 +336,7 @@ def rebuild_wait(live: Annotated[str, typer.Option()], rebuilt: Annotated[str, t
         md = (("authorization", f"Bearer {make_token()}"),)
         async with grpc.aio.insecure_channel(live) as a, grpc.aio.insecure_channel(rebuilt) as b:
             old, new = rpc.MetricsServiceStub(a), rpc.MetricsServiceStub(b)
+            last = None
             with Progress() as progress:
                 task = progress.add_task("projecting from the beginning", total=None)
                 deadline = asyncio.get_running_loop().time() + timeout
@@ -349,7 +350,13 @@ def rebuild_wait(live: Annotated[str, typer.Option()], rebuilt: Annotated[str, t
                     progress.update(task, total=x.events_projected, completed=y.events_projected)
                     if y.figures == x.figures and y.events_projected >= x.events_projected > 0:
                         return 0
+                    last = (x, y)
                     await asyncio.sleep(1)
+        if last:  # say which figures still differ
+            x, y = (json_format.MessageToDict(f.figures, preserving_proto_field_name=True) for f in last)
+            diff = {k: (x.get(k), y.get(k)) for k in x.keys() | y.keys() if x.get(k) != y.get(k)}
+            console.print(f"[red]the rebuilt figures differ[/red] (live, rebuilt): {diff}; events "
+                          f"{last[0].events_projected} / {last[1].events_projected}")
         return 1
 
     raise typer.Exit(asyncio.run(run()))

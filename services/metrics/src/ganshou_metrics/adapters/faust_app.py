@@ -13,6 +13,8 @@ deployment runs one active worker (see docs/design.md).
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable
 
 import faust
@@ -43,6 +45,9 @@ class Projection:
         self.app = faust.App(
             f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
             topic_partitions=partitions, web_enabled=False,
+            # faust keeps a data directory; never in the working directory (a checkout, or a
+            # read-only container root).
+            datadir=os.path.join(os.environ.get("METRICS_DATA_DIR", tempfile.gettempdir()), "{conf.name}-data"),
             topic_replication_factor=1, table_standby_replicas=0, consumer_auto_offset_reset="earliest",
             stream_wait_empty=False, producer_acks=-1,
             # A worker that dies (kill -9) leaves the group after 10 s rather than 60, so its
