@@ -139,7 +139,7 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
 
     def show(f: mapi.Figures) -> None:
         if output == "json":
-            print(json.dumps(json_format.MessageToDict(f, preserving_proto_field_name=True), ensure_ascii=False))
+            print(json.dumps(json_format.MessageToDict(f, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), ensure_ascii=False))
         else:
             console.print(figures_table(f, f"Live figures — {community or 'the whole town'}"))
 
@@ -224,7 +224,7 @@ def cases_list(community: str, status: str = "", overdue: bool = False,
 
     found = asyncio.run(run())
     if output == "json":
-        print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True) for k in found],
+        print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for k in found],
                          ensure_ascii=False))
         return
     table = Table(title=f"Cases — {community}")
@@ -255,7 +255,7 @@ def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or 
 
     k = asyncio.run(run())
     if output == "json":
-        print(json.dumps(json_format.MessageToDict(k, preserving_proto_field_name=True), ensure_ascii=False))
+        print(json.dumps(json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), ensure_ascii=False))
         return
     console.print(f"[bold]{k.case_id}[/bold] {k.community_id} {k.category}: {k.description}")
     console.print(f"status {capi.CaseStatus.Name(k.status)}, contacts {k.contacts}, reopened {k.reopen_count}")
