@@ -7,7 +7,7 @@ cd "$GANSHOU_ROOT"
 record="$GANSHOU_RUN/bench-started"; mkdir -p "$GANSHOU_RUN"; : >"$record"
 trap '[ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record"); rm -f "$record"' EXIT
 STACK_RECORD="$record" bash deploy/local/stack.sh up
-for b in bench/eventstore.py; do
+for b in bench/eventstore.py bench/import_households.py; do
   say "$b"
   uv run python "$b" "$@"
 done

@@ -110,6 +110,15 @@ class PostgresKeyRing:
         )
         return key
 
+    async def create_many(self, subject_ids: list[str]) -> dict[str, bytes]:
+        """Keys for subjects that are new (fresh ids), in one statement: a bulk import's
+        thousands of people cost one round trip, not three each."""
+        keys = {s: AESGCM.generate_key(256) for s in subject_ids}
+        await self.conn.execute(
+            "INSERT INTO subject_keys (subject_id, wrapped_key) SELECT * FROM unnest($1::text[], $2::bytea[])",
+            list(keys), [self.master.wrap(s, k) for s, k in keys.items()])
+        return keys
+
     async def erase(self, subject_id: str, erased_by: str) -> bool:
         await self.conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", subject_id)
         status = await self.conn.execute(

@@ -66,11 +66,21 @@ class IntakeApp:
 
         return api.RegisterCommunityResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
 
-    async def _stage_household(self, tx: PostgresTransaction, req: api.RegisterHouseholdRequest,
+    @staticmethod
+    def _resident_ids(household_id: str, req: api.RegisterHouseholdRequest) -> list[str]:
+        return [str(uuid.uuid5(uuid.UUID(household_id), str(i))) for i in range(len(req.residents))]
+
+    async def _new_keys(self, tx: PostgresTransaction, households: list[tuple[str, api.RegisterHouseholdRequest]]
+                        ) -> dict[str, bytes]:
+        """One key per new household and resident, created together."""
+        subjects = [stream("household", h) for h, _ in households]
+        subjects += [stream("resident", r) for h, req in households for r in self._resident_ids(h, req)]
+        return await PostgresKeyRing(tx.conn, self.master_key).create_many(subjects)
+
+    async def _stage_household(self, keys: dict[str, bytes], req: api.RegisterHouseholdRequest,
                                household_id: str) -> tuple[list[StreamAppend], rm.HouseholdRow, list[rm.ResidentRow]]:
         """The events and read-model rows of one new household and its residents."""
-        ring = PostgresKeyRing(tx.conn, self.master_key)
-        hkey = await ring.key_for(stream("household", household_id), create=True)
+        hkey = keys[stream("household", household_id)]
         row = rm.HouseholdRow(household_id, req.community_id,
                               seal(hkey, stream("household", household_id), "address", req.address),
                               list(req.segments), list(req.care_groups))
@@ -79,17 +89,16 @@ class IntakeApp:
                                    address_sealed=row.address_sealed, segments=row.segments,
                                    care_groups=row.care_groups), req.community_id)])]
         residents = []
-        for i, r in enumerate(req.residents):
-            rid = str(uuid.uuid5(uuid.UUID(household_id), str(i))) if _is_uuid(household_id) else new_id()
-            res_row, append = await self._stage_resident(ring, rid, household_id, req.community_id, r)
+        for rid, r in zip(self._resident_ids(household_id, req), req.residents, strict=True):
+            res_row, append = self._stage_resident(keys[stream("resident", rid)], rid, household_id, req.community_id, r)
             residents.append(res_row)
             appends.append(append)
         return appends, row, residents
 
-    async def _stage_resident(self, ring: PostgresKeyRing, rid: str, household_id: str, community_id: str,
-                              r: api.ResidentInput) -> tuple[rm.ResidentRow, StreamAppend]:
+    @staticmethod
+    def _stage_resident(key: bytes, rid: str, household_id: str, community_id: str,
+                        r: api.ResidentInput) -> tuple[rm.ResidentRow, StreamAppend]:
         subject = stream("resident", rid)
-        key = await ring.key_for(subject, create=True)
         row = rm.ResidentRow(rid, household_id, community_id, r.segment, list(r.care_groups),
                              seal(key, subject, "name", r.name), seal(key, subject, "phone", r.phone),
                              seal(key, subject, "id_number", r.id_number.upper()), False)
@@ -108,7 +117,8 @@ class IntakeApp:
             if not await rm.community_exists(tx.conn, req.community_id):
                 raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
             household_id = new_id()
-            appends, row, residents = await self._stage_household(tx, req, household_id)
+            keys = await self._new_keys(tx, [(household_id, req)])
+            appends, row, residents = await self._stage_household(keys, req, household_id)
             await tx.append_many(appends, _meta(who, cid, req.request_id))
             await rm.insert_households(tx.conn, [row])
             if residents:
@@ -127,8 +137,9 @@ class IntakeApp:
         async def decide(tx: PostgresTransaction) -> bytes:
             h = await self._household_in_scope(tx.conn, who, req.household_id)
             rid = new_id()
-            row, append = await self._stage_resident(PostgresKeyRing(tx.conn, self.master_key), rid, h.household_id,
-                                                     h.community_id, req.resident)
+            keys = await PostgresKeyRing(tx.conn, self.master_key).create_many([stream("resident", rid)])
+            row, append = self._stage_resident(keys[stream("resident", rid)], rid, h.household_id, h.community_id,
+                                               req.resident)
             await tx.append(append, _meta(who, cid, req.request_id))
             await rm.insert_residents(tx.conn, [row])
             return api.RegisterResidentResponse(resident_id=rid).SerializeToString()
@@ -372,12 +383,15 @@ class IntakeApp:
             known = await rm.existing_communities(tx.conn, sorted({r.community_id for _, r in good}))
             result = api.ImportHouseholdsResponse()
             appends, households, residents = [], [], []
+            accepted = []
             for n, row in good:
                 if row.community_id not in known:
                     result.rejected.add(row_number=n, field="community_id", reason=f"no community {row.community_id!r}")
                     continue
-                household_id = str(uuid.uuid5(_IMPORT_NS, f"{request_id}#{n}"))
-                a, h, rs = await self._stage_household(tx, row, household_id)
+                accepted.append((str(uuid.uuid5(_IMPORT_NS, f"{request_id}#{n}")), row))
+            keys = await self._new_keys(tx, accepted) if accepted else {}
+            for household_id, row in accepted:
+                a, h, rs = await self._stage_household(keys, row, household_id)
                 appends += a
                 households.append(h)
                 residents += rs
@@ -481,11 +495,4 @@ class IntakeApp:
 
 _IMPORT_NS = uuid.UUID("6a1d3b0e-5f0c-4c1e-9a55-0e7d6b1f2c11")
 
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-        return True
-    except ValueError:
-        return False
 
