@@ -26,7 +26,7 @@ from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, record_access
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 from ganshou_intake.adapters import read_models as rm
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
-from ganshou_intake.domain.validation import check_household, check_resident, valid_phone
+from ganshou_intake.domain.validation import PHONE_FORMAT, check_household, check_resident, valid_phone
 
 
 def _meta(who: Principal, correlation_id: str, request_id: str) -> Metadata:
@@ -154,6 +154,17 @@ class IntakeApp:
         who.require_community(h.community_id)
         return h
 
+    async def _household_of(self, conn, community_id: str, household_id: str) -> rm.HouseholdRow | None:
+        """The community must exist; the household, when named, must be one of its own."""
+        if not await rm.community_exists(conn, community_id):
+            raise InvalidArgument.field("community_id", f"no community {community_id!r}")
+        if not household_id:
+            return None
+        h = await rm.household(conn, household_id)
+        if h is None or h.community_id != community_id:
+            raise InvalidArgument.field("household_id", f"no household {household_id!r} in {community_id}")
+        return h
+
     async def open_visit_campaign(self, who: Principal, cid: str, req: api.OpenVisitCampaignRequest) -> api.OpenVisitCampaignResponse:
         v = Violations()
         v.code("community_id", req.community_id)
@@ -273,13 +284,7 @@ class IntakeApp:
         who.require_community(req.community_id)
 
         async def decide(tx: PostgresTransaction) -> bytes:
-            if not await rm.community_exists(tx.conn, req.community_id):
-                raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
-            h = None
-            if req.household_id:
-                h = await rm.household(tx.conn, req.household_id)
-                if h is None or h.community_id != req.community_id:
-                    raise InvalidArgument.field("household_id", f"no household {req.household_id!r} in {req.community_id}")
+            h = await self._household_of(tx.conn, req.community_id, req.household_id)
             append, e = await self._demand(tx, community_id=req.community_id, household=h, resident_id=req.resident_id,
                                            channel=req.channel, urgency=req.urgency, category=req.category,
                                            description=req.description, at=_now())
@@ -296,18 +301,12 @@ class IntakeApp:
         if call_raises_demand(req.kind):
             v.required("category", req.category, 100)
         if req.caller_phone and not valid_phone(req.caller_phone):
-            v.add("caller_phone", "not a phone number: 11-digit mobile (1[3-9]…) or 0AA(A)-NNNNNNN(N)")
+            v.add("caller_phone", PHONE_FORMAT)
         v.raise_if_any()
         who.require_community(req.community_id)
 
         async def decide(tx: PostgresTransaction) -> bytes:
-            if not await rm.community_exists(tx.conn, req.community_id):
-                raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
-            h = None
-            if req.household_id:
-                h = await rm.household(tx.conn, req.household_id)
-                if h is None or h.community_id != req.community_id:
-                    raise InvalidArgument.field("household_id", f"no household {req.household_id!r} in {req.community_id}")
+            h = await self._household_of(tx.conn, req.community_id, req.household_id)
             at = req.received_at.ToDatetime(tzinfo=UTC) if req.HasField("received_at") else _now()
             call_id = new_id()
             appends, demand_id = [], ""

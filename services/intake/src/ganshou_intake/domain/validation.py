@@ -13,6 +13,7 @@ _LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
 _ID18 = re.compile(r"^\d{17}[\dX]$")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
+PHONE_FORMAT = "not a phone number: 11-digit mobile (1[3-9]…) or 0AA(A)-NNNNNNN(N)"
 
 
 def valid_phone(phone: str) -> bool:
@@ -32,7 +33,7 @@ def valid_id_number(number: str) -> bool:
 def check_resident(v: Violations, field: str, r: api.ResidentInput) -> None:
     v.required(f"{field}.name", r.name, 100)
     if r.phone and not valid_phone(r.phone):
-        v.add(f"{field}.phone", "not a phone number: 11-digit mobile (1[3-9]…) or 0AA(A)-NNNNNNN(N)")
+        v.add(f"{field}.phone", PHONE_FORMAT)
     if r.id_number and not valid_id_number(r.id_number):
         v.add(f"{field}.id_number", "not a valid 18-character resident ID number (check character wrong?)")
     v.enum(f"{field}.segment", r.segment, types_pb2.Segment)
