@@ -18,7 +18,9 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$GANSHOU_RUN" 2>/dev/
     && [ ! -d "$PG_DIR/data" ]; then
   mkdir -p "$GANSHOU_RUN"
   if ! runuser -u postgres -- test -x "$GANSHOU_RUN" 2>/dev/null; then
-    alt="/var/tmp/ganshou-$(echo "$GANSHOU_ROOT" | cksum | cut -d' ' -f1)/postgres"
+    # Named after the checkout, or after GANSHOU_RUN when a test runs a stack of its own.
+    key=$GANSHOU_ROOT; [ "$GANSHOU_RUN" = "$GANSHOU_ROOT/.run" ] || key=$GANSHOU_RUN
+    alt="/var/tmp/ganshou-$(echo "$key" | cksum | cut -d' ' -f1)/postgres"
     mkdir -p "$alt"
     [ -L "$PG_DIR" ] || { rm -rf "$PG_DIR"; ln -s "$alt" "$PG_DIR"; }
     PG_DIR="$alt"

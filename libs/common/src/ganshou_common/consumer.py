@@ -6,8 +6,8 @@ claims (consumer, stream id, version): an event seen twice, after a redelivery, 
 between commit and offset commit, or a rebalance, has no second effect. Offsets are
 committed after the transactions, so nothing is skipped.
 
-Poison messages (bytes that are not an envelope, a type no schema knows, a payload the
-handler rejects) go to the dead-letter topic with the reason and are counted; the
+Poison messages (bytes that are not an envelope, a type no schema knows, a payload that
+makes no sense (ganshou_common.sense) or that the handler rejects) go to the dead-letter topic with the reason and are counted; the
 consumer keeps going. An outage (database, broker) is retried, never dead-lettered.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
@@ -27,7 +26,9 @@ from ganshou_common import logs
 from ganshou_common.errors import DomainError
 from ganshou_common.eventstore.model import EventStore, Transaction
 from ganshou_common.kafka_config import client_kwargs
+from ganshou_common.outages import OUTAGES
 from ganshou_common.schemas import load_all_schemas
+from ganshou_common.sense import Nonsense, checked_payload
 
 Handler = Callable[[Transaction, envelope_pb2.EventEnvelope], Awaitable[None]]
 
@@ -88,6 +89,10 @@ class IdempotentConsumer:
         if handler is None:
             return "ignored"
         try:
+            checked_payload(env)
+        except Nonsense as exc:
+            raise PoisonMessage(exc.reason, exc.detail) from None
+        try:
             async with self.store.transaction() as tx:
                 if not await tx.claim(self.name, env.stream_id, env.stream_version):
                     return "duplicate"
@@ -129,10 +134,15 @@ class IdempotentConsumer:
             except PoisonMessage as poison:
                 await self._dead_letter(record, poison, producer)
                 return
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            except OUTAGES as exc:
                 # An outage, not a bad message: wait and try the same message again.
                 log.warning("consumer_retrying", consumer=self.name, error=str(exc))
                 await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - a bug on one message must not stop all the others
+                log.exception("consumer_handler_failed", consumer=self.name)
+                await self._dead_letter(record, PoisonMessage("handler_failed", f"{type(exc).__name__}: {exc}"),
+                                        producer)
+                return
 
     async def _dead_letter(self, record: ConsumerRecord, poison: PoisonMessage, producer: AIOKafkaProducer) -> None:
         DEAD_LETTERS.labels(self.name, poison.reason).inc()

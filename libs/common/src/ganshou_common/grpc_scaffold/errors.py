@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ganshou_common import errors
+from ganshou_common.outages import OUTAGES
 
 STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -22,14 +22,6 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
 ]
-
-
-# An outage of the database is not the caller's fault and not a bug: UNAVAILABLE tells a
-# client to retry (with the same request id, which makes the retry safe).
-OUTAGES: tuple[type[Exception], ...] = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
-)
 
 
 def status_code_of(exc: Exception) -> grpc.StatusCode | None:

@@ -25,7 +25,9 @@ from ganshou.common.v1 import envelope_pb2
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs, faust_credentials
 from ganshou_common.schemas import load_all_schemas
-from ganshou_common.topics import SERVICES, events_topic
+from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
+from ganshou_common.sense import Nonsense, checked_payload
+from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
@@ -56,6 +58,9 @@ class Projection:
             broker_credentials=faust_credentials(),
         )
         self.tables: dict[str, faust.Table] = {}
+        self.consumer_name = f"metrics-g{generation}"
+        self.dead_letters = self.app.topic(dead_letter_topic("metrics"), key_type=bytes, value_type=bytes,
+                                           value_serializer="raw", key_serializer="raw")
         for service in SERVICES:
             name = (topics or {}).get(service, events_topic(service))
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
@@ -68,16 +73,19 @@ class Projection:
 
     def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
         async def project(stream):
-            async for value in stream:
+            async for event in stream.events():
+                value = event.value
                 try:
-                    env = envelope_pb2.EventEnvelope.FromString(value)
+                    env = decode(value)
+                    checked_payload(env)
                     key = env.stream_id
                     old = table.get(key)
                     new = apply(old, env)
-                except (DecodeError, KeyError, ValueError) as exc:
-                    # Poison is the producing service's dead-letter matter; counted, skipped here.
-                    log.warning("projection_skipped", topic=topic, error=str(exc))
-                    PROJECTED.labels(topic, "skipped").inc()
+                except (Nonsense, PoisonMessage) as exc:
+                    await self._dead_letter(event, topic, exc.reason, exc.detail)
+                    continue
+                except (DecodeError, KeyError, ValueError, TypeError) as exc:
+                    await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
                     continue
                 if new is None:
                     PROJECTED.labels(topic, "duplicate").inc()
@@ -89,6 +97,19 @@ class Projection:
                 self.changed.set()
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
+
+    async def _dead_letter(self, event, topic: str, reason: str, detail: str) -> None:
+        """Poison: recorded on the dead-letter topic with its reason and counted; the
+        projection goes on with the next event."""
+        PROJECTED.labels(topic, "dead_lettered").inc()
+        DEAD_LETTERS.labels(self.consumer_name, reason).inc()
+        msg = event.message
+        log.warning("dead_lettered", consumer=self.consumer_name, reason=reason, detail=detail, topic=msg.topic,
+                    partition=msg.partition, offset=msg.offset)
+        headers = [("reason", reason.encode()), ("detail", detail[:1000].encode()),
+                   ("consumer", self.consumer_name.encode()), ("source_topic", msg.topic.encode()),
+                   ("source_partition", str(msg.partition).encode()), ("source_offset", str(msg.offset).encode())]
+        await self.dead_letters.send(key=event.key, value=event.value or b"", headers=headers)
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
         """Create the tables' changelog topics (compacted, as many partitions as the source

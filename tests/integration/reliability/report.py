@@ -1,0 +1,57 @@
+"""What the reliability suite measured, written as docs/reliability.md by `make soak`
+(and to .run/reliability-small.md by `make test`, so a small run can be read too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    pg = subprocess.run(["bash", "-c", "ls /usr/lib/postgresql | sort -n | tail -1"], capture_output=True, text=True)
+    return (f"{os.cpu_count()} × {cpu}, {mem} MB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, Kafka {os.environ.get('KAFKA_VERSION', '3.9.2')} (KRaft, 1 node), "
+            f"PostgreSQL {pg.stdout.strip()}")
+
+
+@dataclass
+class Report:
+    soak: bool
+    sections: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, name: str, **values) -> None:
+        self.sections.setdefault(name, {}).update(values)
+
+    def write(self) -> None:
+        if not self.sections:
+            return
+        run = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run"))
+        path = ROOT / "docs" / "reliability.md" if self.soak else run / "reliability-small.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "# Reliability and security: the soak's results" if self.soak else "# Reliability (small run)",
+            "",
+            f"Written by `{'make soak' if self.soak else 'make test'}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+            f"Machine: {machine()}.",
+            "",
+            "Each section is one scenario of tests/integration/reliability/; the numbers are that run's.",
+            "",
+        ]
+        for name, values in self.sections.items():
+            lines += [f"## {name}", ""]
+            for k, v in values.items():
+                text = json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, dict | list) else str(v)
+                lines.append(f"- **{k}**: {text}")
+            lines.append("")
+        path.write_text("\n".join(lines))

@@ -1,0 +1,75 @@
+"""Load through the public APIs while every kind of fault strikes at random moments;
+then nothing lost, nothing counted twice, and clients saw only retryable errors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from ganshou.metrics.v1 import metrics_service_pb2 as mapi
+
+from . import truth
+from .faults import Faults, schedule
+from .loadgen import Client, Ledger, Mix
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
+
+
+async def test_load_under_faults(rsystem, private_stack, report, soak) -> None:
+    rate, duration, every = (200, 1800, 60.0) if soak else (25, 100, None)
+    communities, households = (20, 40) if soak else (4, 8)
+    rng = random.Random()
+    ledger = Ledger()
+    ports = {s: rsystem.procs[s].grpc_port for s in ("intake", "casework", "partner")}
+    client = Client(ports, rsystem.auth(), ledger)
+    try:
+        mix = await Mix.set_up(client, communities, households, seed=rng.randrange(10**6))
+        faults = Faults(rsystem, private_stack, rng)
+        plan = schedule(rng, duration, every)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(faults.watch(stop))
+        t0 = time.monotonic()
+        await asyncio.gather(mix.run(rate, duration), faults.run(plan, t0))
+        elapsed = time.monotonic() - t0
+        stop.set()
+        await watcher
+    finally:
+        await client.close()
+
+    events = await truth.settled(rsystem, timeout_s=600)
+    kafka = await truth.kafka_check(rsystem)
+    lost = await truth.missing_acknowledged(rsystem, ledger.acked)
+    sql = await truth.sql_figures(rsystem)
+    diffs = {"town": truth.differences(sql.figures(), await _figures(rsystem, ""))}
+    for c in mix.town.communities:
+        d = truth.differences(sql.figures(c.id), await _figures(rsystem, c.id))
+        if d:
+            diffs[c.id] = d
+    diffs = {k: v for k, v in diffs.items() if v}
+    refused = sorted({(rpc, code) for rpc, code, _ in ledger.refused})
+    lat = sorted(ledger.latencies)
+    report.add(
+        "Load under faults",
+        rate_asked=f"{rate} commands/s for {duration} s", measured_rate=f"{ledger.sent / elapsed:.1f} commands/s",
+        **ledger.summary(), latency_p50_ms=round(lat[len(lat) // 2] * 1000, 1),
+        latency_p99_ms=round(lat[int(len(lat) * 0.99)] * 1000, 1),
+        faults_injected=len(faults.done), faults=[f"{f.fault} at {f.at_s}s ({f.outage_s}s)" for f in faults.done],
+        crashes=faults.crashes, events_stored=events, events_published=kafka.published,
+        kafka_redeliveries=kafka.redelivered, kafka_missing=len(kafka.missing), out_of_order=len(kafka.out_of_order),
+        acknowledged_not_stored=lost, figures_compared=f"{len(truth.COMPARED)} figures × (town + "
+        f"{len(mix.town.communities)} communities)", figure_differences=diffs or "none",
+    )
+    assert not refused, f"clients saw non-retryable errors: {refused} e.g. {ledger.refused[:3]}"
+    assert sum(lost.values()) == 0, f"acknowledged commands lost: {lost}"
+    assert kafka.ok, (kafka.missing[:5], kafka.conflicting[:5], kafka.out_of_order[:5])
+    assert not diffs, diffs
+    assert len(faults.done) == len(plan)
+    assert not faults.crashes, faults.crashes
+
+
+async def _figures(system, community: str) -> dict:
+    reply = await system.metrics().GetFigures(mapi.GetFiguresRequest(community_id=community), metadata=system.auth())
+    return truth.metrics_figures(reply.figures)
