@@ -43,6 +43,9 @@ test-unit: ## unit tests only (no infrastructure)
 bench: install ## benchmarks; results in bench/results/
 	@bash tools/bench.sh
 
+soak: install ## the reliability suite at full size (~45 min); writes docs/reliability.md
+	@bash tools/soak.sh
+
 reset: down ## stop everything and delete the local state (keeps downloads)
 	@[ ! -L .run/postgres ] || rm -rf "$$(readlink -f .run/postgres)"
 	rm -rf .run/postgres .run/kafka/data-* .run/prometheus .run/pids .run/logs .run/secrets.env .run/metrics-generation
@@ -51,4 +54,4 @@ clean: down ## stop everything and delete .run/ (all local state and downloads)
 	@[ ! -L .run/postgres ] || rm -rf "$$(readlink -f .run/postgres)"
 	rm -rf .run
 
-.PHONY: help install proto lint up down stop status run test test-unit bench reset clean
+.PHONY: help install proto lint up down stop status run test test-unit bench soak reset clean

@@ -114,9 +114,10 @@ class Client:
             while True:
                 try:
                     reply = await method(request, metadata=self.metadata, timeout=self.deadline_s)
-                    self.ledger.acked[service].add(request.request_id)
-                    self.ledger.by_rpc[rpc] += 1
-                    self.ledger.sent += 1
+                    if "request_id" in request.DESCRIPTOR.fields_by_name:
+                        self.ledger.acked[service].add(request.request_id)
+                        self.ledger.by_rpc[rpc] += 1
+                        self.ledger.sent += 1
                     return reply
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() not in RETRYABLE | {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,

@@ -31,14 +31,22 @@ class Report:
     sections: dict[str, dict] = field(default_factory=dict)
 
     def add(self, name: str, **values) -> None:
+        """Record a scenario's numbers; kept per scenario, so separate runs of the suite
+        (one scenario at a time) add up to one report."""
         self.sections.setdefault(name, {}).update(values)
+        folder = self._folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(self.sections[name], ensure_ascii=False, default=str))
+
+    def _folder(self) -> Path:
+        run = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run"))
+        return run / ("reliability-soak" if self.soak else "reliability-small")
 
     def write(self) -> None:
-        if not self.sections:
+        folder = self._folder()
+        if not folder.is_dir():
             return
-        run = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run"))
-        path = ROOT / "docs" / "reliability.md" if self.soak else run / "reliability-small.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = ROOT / "docs" / "reliability.md" if self.soak else folder.with_suffix(".md")
         lines = [
             "# Reliability and security: the soak's results" if self.soak else "# Reliability (small run)",
             "",
@@ -48,9 +56,9 @@ class Report:
             "Each section is one scenario of tests/integration/reliability/; the numbers are that run's.",
             "",
         ]
-        for name, values in self.sections.items():
-            lines += [f"## {name}", ""]
-            for k, v in values.items():
+        for section in sorted(folder.glob("*.json")):
+            lines += [f"## {section.stem}", ""]
+            for k, v in json.loads(section.read_text()).items():
                 text = json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, dict | list) else str(v)
                 lines.append(f"- **{k}**: {text}")
             lines.append("")

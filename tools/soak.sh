@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make soak: the reliability suite at full size (≥ 30 min of load at ≥ 200 commands/s with a
+# fault a minute, ≥ 10,000 fuzz cases per service); writes docs/reliability.md.
+# Extra arguments go to pytest (e.g. -k fuzz to run one scenario; sections add up).
+set -euo pipefail
+source "$(dirname "$0")/../deploy/local/lib.sh"
+cd "$GANSHOU_ROOT"
+record="$GANSHOU_RUN/soak-started"
+mkdir -p "$GANSHOU_RUN"; : >"$record"
+cleanup() {
+  # shellcheck disable=SC2046
+  [ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record")
+  rm -f "$record"
+}
+trap cleanup EXIT
+# The suite runs its own broker and database; the shared stack only for the fixtures' checks.
+STACK_RECORD="$record" bash deploy/local/stack.sh up postgres kafka
+GANSHOU_SCALE=soak uv run pytest tests/integration/reliability -p no:randomly -s -q "$@"
