@@ -47,22 +47,34 @@ class Faults:
             self._ours.discard(target)
             await self.system.wait_ready(target, timeout=120)
         elif fault == "broker":
+            self._ours.add("broker")
             await asyncio.to_thread(self.stack.down, "kafka")
             await asyncio.sleep(self.rng.uniform(2, 6))
             await asyncio.to_thread(self.stack.up, "kafka")
+            self._ours.discard("broker")
         elif fault == "postgres":
             await asyncio.to_thread(self.stack.down, "postgres")
             await asyncio.sleep(self.rng.uniform(1, 4))
             await asyncio.to_thread(self.stack.up, "postgres")
         self.done.append(Injected(fault, round(started - t0, 1), round(time.monotonic() - started, 1)))
 
-    async def watch(self, stop: asyncio.Event) -> None:
-        """A process that dies by itself is a crash: noted, and restarted as Kubernetes would."""
+    async def watch(self, stop: asyncio.Event, progress=None) -> None:
+        """A process that dies by itself is a crash: noted, and restarted as Kubernetes would
+        (the broker too, outside its own fault)."""
+        last = time.monotonic()
         while not stop.is_set():
             for name, p in self.system.procs.items():
                 if name not in self._ours and p.popen is not None and p.popen.poll() is not None:
                     self.crashes.append(f"{name} exited {p.popen.returncode}")
                     self.system.spawn(name)
+            if "broker" not in self._ours and not self.stack.kafka_alive():
+                self.crashes.append("kafka broker died")
+                self._ours.add("broker")
+                await asyncio.to_thread(self.stack.up, "kafka")
+                self._ours.discard("broker")
+            if progress and time.monotonic() - last > 60:
+                last = time.monotonic()
+                print(progress(), flush=True)
             await asyncio.sleep(0.5)
 
     async def run(self, schedule: list[tuple[float, str]], t0: float) -> None:

@@ -311,14 +311,23 @@ class Mix:
     async def discover_cases(self, stop: asyncio.Event) -> None:
         """Cases open asynchronously (casework consumes the demand from Kafka): a case is
         worked on once GetCase finds it."""
+        next_look: dict[str, tuple[float, float]] = {}  # case → (when to look again, back-off)
         while not stop.is_set():
+            now = time.monotonic()
             for case_id, emergency in list(self.waiting.items()):
+                when, wait = next_look.get(case_id, (now + 0.5, 0.5))
+                if when > now:
+                    next_look[case_id] = (when, wait)
+                    continue
                 found = await self.client.call("casework", "GetCase", capi.GetCaseRequest(case_id=case_id),
                                                command=False)
                 if found is not None:
                     del self.waiting[case_id]
+                    next_look.pop(case_id, None)
                     self.ready.append(CaseInPlay(case_id, emergency))
-            await asyncio.sleep(0.5)
+                else:  # not there yet: look less often, as a real app polls
+                    next_look[case_id] = (now + wait * 2, min(wait * 2, 8.0))
+            await asyncio.sleep(0.25)
 
     async def run(self, rate: float, duration_s: float, max_in_flight: int = 256) -> None:
         """Commands at `rate` per second for `duration_s`, then every one of them finished."""

@@ -61,9 +61,16 @@ class PrivateStack:
         subprocess.run(["kill", "-KILL", f"-{pid}"], check=False)
         (self.run / "pids" / "kafka.pid").unlink(missing_ok=True)
 
+    def kafka_alive(self) -> bool:
+        pid = self.run / "pids" / "kafka.pid"
+        return pid.exists() and subprocess.run(["kill", "-0", pid.read_text().strip()],
+                                               capture_output=True).returncode == 0
+
     def destroy(self) -> None:
+        """Stop both and delete their data; the logs stay (in pytest's temporary folder)."""
         self.down()
         pg = self.run / "postgres"
         if pg.is_symlink():
+            shutil.copy(pg / "postgres.log", self.run / "logs" / "postgres-copy.log")
             shutil.rmtree(pg.resolve(), ignore_errors=True)
-        shutil.rmtree(self.run, ignore_errors=True)
+        shutil.rmtree(self.run / "kafka", ignore_errors=True)

@@ -30,12 +30,21 @@ async def test_load_under_faults(rsystem, private_stack, report, soak) -> None:
         faults = Faults(rsystem, private_stack, rng)
         plan = schedule(rng, duration, every)
         stop = asyncio.Event()
-        watcher = asyncio.create_task(faults.watch(stop))
         t0 = time.monotonic()
-        await asyncio.gather(mix.run(rate, duration), faults.run(plan, t0))
+
+        def progress() -> str:
+            return (f"[{time.monotonic() - t0:6.0f}s] sent {ledger.sent} acked "
+                    f"{sum(len(v) for v in ledger.acked.values())} retries {sum(ledger.retried.values())} "
+                    f"refused {len(ledger.refused)} {ledger.refused[:2]} faults {len(faults.done)} "
+                    f"crashes {faults.crashes}")
+
+        watcher = asyncio.create_task(faults.watch(stop, progress))
+        try:
+            await asyncio.gather(mix.run(rate, duration), faults.run(plan, t0))
+        finally:
+            stop.set()  # or the watcher would restart what the teardown stops
+            await watcher
         elapsed = time.monotonic() - t0
-        stop.set()
-        await watcher
     finally:
         await client.close()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
@@ -134,8 +135,9 @@ class IdempotentConsumer:
             except PoisonMessage as poison:
                 await self._dead_letter(record, poison, producer)
                 return
-            except OUTAGES as exc:
-                # An outage, not a bad message: wait and try the same message again.
+            except (*OUTAGES, asyncpg.TransactionRollbackError) as exc:
+                # An outage (or a serialisation conflict), not a bad message: wait and try
+                # the same message again.
                 log.warning("consumer_retrying", consumer=self.name, error=str(exc))
                 await asyncio.sleep(1.0)
             except Exception as exc:  # noqa: BLE001 - a bug on one message must not stop all the others

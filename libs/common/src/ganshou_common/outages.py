@@ -9,4 +9,7 @@ import asyncpg
 OUTAGES: tuple[type[Exception], ...] = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    # A connection the server dropped mid-commit can leave asyncpg's protocol in a state it
+    # reports this way; the outcome is unknown, so the caller retries (same request id).
+    asyncpg.InternalClientError,
 )

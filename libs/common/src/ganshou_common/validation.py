@@ -82,3 +82,34 @@ def decode_page_token(token: str) -> str:
     if not raw.startswith(b"after:"):
         raise InvalidArgument.field("page_token", "not a token from a previous page")
     return raw[6:].decode()
+
+
+_MIN_S, _MAX_S = -62135596800, 253402300799  # 0001-01-01 … 9999-12-31, as google.protobuf.Timestamp allows
+
+
+def check_request(msg, prefix: str = "") -> None:
+    """Checks every RPC's request gets before any handler sees it: each Timestamp is one a
+    calendar has, and no text holds a NUL character (PostgreSQL text cannot store one). A
+    failure is INVALID_ARGUMENT naming the field."""
+    v = Violations()
+    _walk(msg, prefix, v)
+    v.raise_if_any()
+
+
+def _walk(msg, prefix: str, v: Violations) -> None:
+    for f, value in msg.ListFields():
+        if f.type == f.TYPE_STRING:
+            for i, text in (enumerate(value) if f.is_repeated else [(None, value)]):
+                if "\x00" in text:
+                    v.add(f"{prefix}{f.name}" + (f"[{i}]" if i is not None else ""), "must not contain NUL characters")
+            continue
+        if f.type != f.TYPE_MESSAGE or f.message_type.GetOptions().map_entry:
+            continue
+        items = list(enumerate(value)) if f.is_repeated else [(None, value)]
+        for i, item in items:
+            path = f"{prefix}{f.name}" + (f"[{i}]" if i is not None else "")
+            if f.message_type.full_name == "google.protobuf.Timestamp":
+                if not (_MIN_S <= item.seconds <= _MAX_S and 0 <= item.nanos <= 999_999_999):
+                    v.add(path, "not a valid time (years 1–9999, nanos 0–999,999,999)")
+            else:
+                _walk(item, path + ".", v)

@@ -16,11 +16,13 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
 from ganshou_common import errors, logs
 from ganshou_common.grpc_scaffold.auth import Principal, Role, TokenVerifier
 from ganshou_common.grpc_scaffold.errors import status_code_of, to_grpc_status
+from ganshou_common.validation import check_request
 
 STARTED = Counter("grpc_server_started_total", "RPCs started on the server",
                   ["grpc_type", "grpc_service", "grpc_method"])
@@ -143,6 +145,8 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 call.begin()
+                if isinstance(request, Message):
+                    check_request(request)
                 return await inner(request, context)
             except BaseException as exc:
                 code = _classify(exc, context)
@@ -160,6 +164,8 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
         started, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             call.begin()
+            if isinstance(request, Message):
+                check_request(request)
             async for item in inner_stream(request, context):
                 yield item
         except BaseException as exc:
