@@ -90,7 +90,10 @@ up_kafka() {
     log4j="-Dlog4j2.configurationFile=$HERE/kafka/log4j2.properties"
   fi
   if [ ! -f "$data/meta.properties" ]; then
-    id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # A cluster id that starts with "-" would be read as an option: draw another.
+    id=$(python3 -c 'import base64,uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)')
     # shellcheck disable=SC2086
     java $log4j -cp "$libs/*" kafka.tools.StorageTool format -t "$id" -c "$cfg" \
       >"$GANSHOU_RUN/kafka/format.log" 2>&1 || { cat "$GANSHOU_RUN/kafka/format.log" >&2; die "kafka: storage format failed"; }
