@@ -52,15 +52,16 @@ if [ ! -f "$libs/.complete" ]; then
 fi
 
 # --- Go tools from the Go module proxy -----------------------------------------------------
-if [ ! -x "$GANSHOU_RUN/bin/grpcurl" ] || [ "$(cat "$GANSHOU_RUN/bin/.grpcurl-version" 2>/dev/null)" != "$GRPCURL_VERSION" ]; then
-  say "go install grpcurl@$GRPCURL_VERSION"
-  GOBIN="$GANSHOU_RUN/bin" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" \
-    >"$GANSHOU_RUN/logs/go-install.log" 2>&1 || { tail -20 "$GANSHOU_RUN/logs/go-install.log"; die "go install grpcurl failed"; }
-  echo "$GRPCURL_VERSION" >"$GANSHOU_RUN/bin/.grpcurl-version"
-fi
-if [ ! -x "$GANSHOU_RUN/bin/helm" ] || [ "$(cat "$GANSHOU_RUN/bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
-  say "go install helm@$HELM_VERSION"
-  GOBIN="$GANSHOU_RUN/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    >"$GANSHOU_RUN/logs/go-install-helm.log" 2>&1 || { tail -20 "$GANSHOU_RUN/logs/go-install-helm.log"; die "go install helm failed"; }
-  echo "$HELM_VERSION" >"$GANSHOU_RUN/bin/.helm-version"
-fi
+# go_tool NAME MODULE VERSION: `go install MODULE@VERSION` into .run/bin unless that version is there.
+go_tool() {
+  local name=$1 module=$2 version=$3
+  if [ ! -x "$GANSHOU_RUN/bin/$name" ] || [ "$(cat "$GANSHOU_RUN/bin/.$name-version" 2>/dev/null)" != "$version" ]; then
+    say "go install $name@$version"
+    GOBIN="$GANSHOU_RUN/bin" GOFLAGS=-mod=mod go install "$module@$version" >"$GANSHOU_RUN/logs/go-install-$name.log" 2>&1 \
+      || { tail -20 "$GANSHOU_RUN/logs/go-install-$name.log"; die "go install $name failed"; }
+    echo "$version" >"$GANSHOU_RUN/bin/.$name-version"
+  fi
+}
+go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION"
+go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+go_tool ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION"   # gRPC load for make bench

@@ -1,0 +1,352 @@
+"""The whole system under load, every process real (as tests/integration/system.py runs it):
+
+- gRPC commands (RaiseDemand) through one intake replica, measured with ghz (a Go gRPC
+  load tool): the most it sustains, and latency at a sweep of fixed rates (plotted);
+- the profile of the hottest process at full rate (py-spy), as collapsed stacks;
+- CPU-seconds per million events, by process, over the 500/s run;
+- freshness: a command acknowledged → its figure changed in WatchFigures, at 500/s;
+- projection rebuild (a new metrics generation) against a raw aiokafka consumer of the
+  same topics;
+- memory of a metrics worker that has projected a million events;
+- scaling: two intake replicas and two metrics workers against one of each.
+
+Results: bench/results/system.json (+ grpc-latency.png, profile-intake.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from google.protobuf import any_pb2  # noqa: E402
+from integration.system import System  # noqa: E402
+from machine import describe  # noqa: E402
+
+from ganshou.common.v1 import envelope_pb2  # noqa: E402
+from ganshou.common.v1 import types_pb2 as t  # noqa: E402
+from ganshou.intake.v1 import events_pb2 as iev  # noqa: E402
+from ganshou.intake.v1 import intake_service_pb2 as iapi  # noqa: E402
+from ganshou.metrics.v1 import metrics_service_pb2 as mapi  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+BIN = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run")) / "bin"
+PG_PORT = int(os.environ.get("PG_PORT", "25432"))
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '29092')}")
+
+
+def ghz(port: int, token: str, community: str, seconds: float, rps: int, concurrency: int = 32) -> dict:
+    """One ghz run of RaiseDemand (each command a new demand: no contention between them)."""
+    data = {"request_id": f"ghz-{uuid.uuid4().hex[:8]}-{{{{.RequestNumber}}}}", "community_id": community,
+            "channel": "CHANNEL_FORM", "urgency": "URGENCY_NORMAL", "category": "parking", "description": "停车难"}
+    # The proto files, not reflection: ghz asks reflection for the method's own symbol,
+    # which grpcio's reflection service does not answer.
+    cmd = [str(BIN / "ghz"), "--insecure", "--proto", str(ROOT / "proto/ganshou/intake/v1/intake_service.proto"),
+           "--import-paths", str(ROOT / "proto"), "--call", "ganshou.intake.v1.IntakeService/RaiseDemand",
+           "-d", json.dumps(data, ensure_ascii=False), "-m", json.dumps({"authorization": f"Bearer {token}"}),
+           "-z", f"{seconds}s", "-c", str(concurrency), "--connections", "4", "--format", "json",
+           "--rps", str(rps), f"127.0.0.1:{port}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"ghz: {out.stdout[-1000:]} {out.stderr[-1000:]}") from None
+    lat = {f"p{int(d['percentage'])}": d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
+    return {"asked_rps": rps, "rps": report["rps"], "count": report["count"], "ms": lat,
+            "statuses": report.get("statusCodeDistribution", {})}
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, ps in pids.items():
+        total = 0
+        for pid in ps:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError):
+                pass
+        out[name] = total / tick
+    return out
+
+
+def process_pids(system: System) -> dict[str, list[int]]:
+    pids = {n: [p.popen.pid] for n, p in system.procs.items() if p.popen and p.popen.poll() is None}
+    pids["kafka"] = [int(p) for p in subprocess.run(["pgrep", "-f", "kafka.Kafka"], capture_output=True,
+                                                    text=True).stdout.split()]
+    pids["postgresql"] = [int(p) for p in subprocess.run(["pgrep", "-u", "postgres"], capture_output=True,
+                                                         text=True).stdout.split()] or \
+        [int(p) for p in subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout.split()]
+    return pids
+
+
+async def stored_events(system: System) -> int:
+    import asyncpg
+
+    total = 0
+    for name in ("intake", "casework", "partner"):
+        conn = await asyncpg.connect(system.procs[name].env["DATABASE_URL"])
+        total += await conn.fetchval("SELECT count(*) FROM events")
+        await conn.close()
+    return total
+
+
+async def freshness(system: System, community: str, probes: int) -> dict:
+    """Command acknowledged → the community's demand figure shows it (WatchFigures)."""
+    stream = system.metrics().WatchFigures(mapi.WatchFiguresRequest(community_id=community, min_interval_ms=10),
+                                           metadata=system.auth())
+    first = await stream.read()
+    seen = first.figures.demands
+    delays = []
+    for _ in range(probes):
+        await system.intake.RaiseDemand(iapi.RaiseDemandRequest(
+            request_id=uuid.uuid4().hex, community_id=community, channel=t.CHANNEL_ONLINE, urgency=t.URGENCY_NORMAL,
+            category="noise", description="噪音"), metadata=system.auth())
+        acked = time.perf_counter()
+        while seen < first.figures.demands + len(delays) + 1:
+            seen = (await asyncio.wait_for(stream.read(), 30)).figures.demands
+        delays.append((time.perf_counter() - acked) * 1000)
+        await asyncio.sleep(0.05)
+    stream.cancel()
+    delays.sort()
+    return {"probes": probes, "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)],
+            "max_ms": delays[-1]}
+
+
+async def raw_consume(topics: list[str], expected: int) -> float:
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=KAFKA, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000)
+    await consumer.start()
+    n, started = 0, time.perf_counter()
+    try:
+        while n < expected:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    envelope_pb2.EventEnvelope.FromString(r.value)
+                    n += 1
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - started)
+
+
+async def wait_projected(system: System, name: str, expected: int, timeout: float) -> float:
+    """Seconds until the metrics worker `name` reports `expected` events projected."""
+    started = time.perf_counter()
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                reply = await system.metrics(name).GetFigures(mapi.GetFiguresRequest(), metadata=system.auth())
+                if reply.events_projected >= expected:
+                    return time.perf_counter() - started
+            except Exception:  # noqa: BLE001 - still starting
+                pass
+            await asyncio.sleep(0.2)
+
+
+async def synthetic_topic_load(system: System, events: int) -> dict[str, str]:
+    """`events` envelopes straight onto fresh topics (residents, demands and visits over
+    many streams), for the memory measure: faster than a million commands."""
+    run = uuid.uuid4().hex[:6]
+    topics = {s: f"bench.{s}.{run}" for s in ("intake", "casework", "partner-resource")}
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    await admin.create_topics([NewTopic(n, 6, 1) for n in topics.values()])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    futures = []
+    for i in range(events):
+        c = f"c-{i % 50}"
+        match i % 3:
+            case 0:
+                m, stream = iev.ResidentRegistered(resident_id=f"r{i}", household_id=f"h{i}", community_id=c,
+                                                   segment=1), f"resident-r{i}"
+            case 1:
+                m, stream = iev.DemandRaised(demand_id=f"d{i}", community_id=c, channel=3, urgency=1,
+                                             category="parking"), f"demand-d{i}"
+            case _:
+                m, stream = iev.HouseholdRegistered(household_id=f"h{i}", community_id=c, segments=[1]), f"household-h{i}"
+        env = envelope_pb2.EventEnvelope(
+            event_id=str(uuid.uuid4()), stream_id=stream, stream_type=stream.split("-")[0], stream_version=1,
+            event_type=m.DESCRIPTOR.full_name, community_id=c,
+            payload=any_pb2.Any(type_url=f"type.googleapis.com/{m.DESCRIPTOR.full_name}", value=m.SerializeToString()))
+        futures.append(await producer.send(topics["intake"], env.SerializeToString(), key=stream.encode()))
+        if len(futures) >= 20_000:
+            await asyncio.gather(*futures)
+            futures.clear()
+    await asyncio.gather(*futures)
+    await producer.stop()
+    return topics
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    val = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status.splitlines()
+           if line.startswith(("VmRSS", "VmHWM"))}
+    return {"rss_mb": round(val["VmRSS"], 1), "peak_rss_mb": round(val["VmHWM"], 1)}
+
+
+def profile(pid: int, seconds: int, out: Path) -> list[str]:
+    """py-spy's collapsed stacks of `pid`; the functions that take the most time (inclusive)."""
+    raw = out.with_suffix(".raw")
+    subprocess.run([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "-d", str(seconds), "-r", "100", "--format",
+                    "raw", "-o", str(raw), "--pid", str(pid)], capture_output=True, timeout=seconds + 60)
+    from collections import Counter
+
+    incl: Counter = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, n = line.rsplit(" ", 1)
+        total += int(n)
+        for f in set(stack.split(";")):
+            if "ganshou" in f or "asyncpg" in f or "grpc" in f or "jwt" in f or "structlog" in f:
+                incl[f] += int(n)
+    top = [f"{n / total:6.1%}  {f}" for f, n in incl.most_common(25)]
+    out.write_text("Inclusive share of py-spy samples (busy time) of intake serve at full rate\n" + "\n".join(top)
+                   + "\n")
+    raw.unlink(missing_ok=True)
+    return top[:10]
+
+
+def plot(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["rps"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for p in ("p50", "p99"):
+        ax.plot(xs, [r["ms"].get(p, 0) for r in sweep], marker="o", label=p)
+    ax.set_xlabel("commands/s achieved (RaiseDemand, one intake replica)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("gRPC latency against throughput (ghz)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true", help="prove the benchmark runs; writes nowhere")
+    args = parser.parse_args()
+    tiny = args.tiny
+    secs = 2 if tiny else 20
+    r: dict = {"machine": describe(), "tiny": tiny}
+    out_dir = Path(tempfile.mkdtemp()) if tiny else RESULTS
+    with tempfile.TemporaryDirectory() as logs:
+        system = await System(PG_PORT, KAFKA, Path(logs)).start()
+        try:
+            token = System.auth()[0][1].removeprefix("Bearer ")
+            c, probe = f"bench-{uuid.uuid4().hex[:6]}", f"probe-{uuid.uuid4().hex[:6]}"
+            for community in (c, probe):
+                await system.intake.RegisterCommunity(iapi.RegisterCommunityRequest(
+                    request_id=uuid.uuid4().hex, community_id=community, name="压测社区",
+                    kind=iev.COMMUNITY_KIND_RESIDENTIAL), metadata=system.auth())
+            port = system.procs["intake"].grpc_port
+            ghz(port, token, c, 1, 50)  # warm-up
+
+            # The most one replica sustains, profiled; then a sweep of fixed rates.
+            intake_pid = system.procs["intake"].popen.pid
+            prof = asyncio.create_task(asyncio.to_thread(profile, intake_pid, max(1, secs // 2),
+                                                         out_dir / "profile-intake.txt"))
+            r["grpc_max"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
+            r["hottest_path"] = await prof
+            sweep = []
+            for rps in ((50, 100) if tiny else (100, 250, 500, 750, 1000)):
+                sweep.append(await asyncio.to_thread(ghz, port, token, c, secs, rps, 64))
+            r["grpc_sweep"] = sweep
+            plot(sweep + [r["grpc_max"]], out_dir / "grpc-latency.png")
+
+            # 500/s: CPU by process per million events, and freshness alongside.
+            await wait_projected(system, "metrics", await stored_events(system), 600)
+            before_events, pids = await stored_events(system), process_pids(system)
+            before = cpu_seconds(pids)
+            load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
+            await asyncio.sleep(2)
+            r["freshness_at_500_per_s"] = await freshness(system, probe, 5 if tiny else 100)
+            r["grpc_500_for_cpu"] = await load
+            await wait_projected(system, "metrics", await stored_events(system), 600)
+            after, events = cpu_seconds(pids), await stored_events(system) - before_events
+            r["cpu_seconds_per_million_events"] = {k: round((after[k] - before[k]) / events * 1e6, 1) for k in after}
+            r["events_in_cpu_run"] = events
+
+            # Rebuild: a new generation projects every topic from the start; a raw consumer reads them.
+            total = await stored_events(system)
+            raw = await raw_consume(list(system.topics.values()), total)
+            system.add_proc("rebuild", "ganshou_metrics", "worker", system.metrics_env(f"rb-{uuid.uuid4().hex[:6]}"),
+                            True)
+            system.spawn("rebuild")
+            await system.wait_ready("rebuild")
+            took = await wait_projected(system, "rebuild", total, 900)
+            r["rebuild"] = {"events": total, "events_per_s": total / took, "raw_consumer_events_per_s": raw,
+                            "share_of_raw": total / took / raw}
+            system.kill("rebuild")
+
+            # Two intake replicas (same database) against one, each driven by its own ghz.
+            system.add_proc("intake-2", "ganshou_intake", "serve", dict(system.procs["intake"].env), True)
+            system.spawn("intake-2")
+            await system.wait_ready("intake-2")
+            both = await asyncio.gather(*(asyncio.to_thread(ghz, system.procs[n].grpc_port, token, c, secs, 0, 64)
+                                          for n in ("intake", "intake-2")))
+            r["scaling_intake"] = {"one_replica_rps": r["grpc_max"]["rps"],
+                                   "two_replicas_rps": sum(b["rps"] for b in both)}
+            system.kill("intake-2")
+
+            # Memory of a metrics worker that has projected N events (1M at full size), and two
+            # workers sharing the partitions against one.
+            n = 5_000 if tiny else 1_000_000
+            topics = await synthetic_topic_load(system, n)
+            env = {"METRICS_GENERATION": f"mem-{uuid.uuid4().hex[:6]}", "METRICS_TOPIC_INTAKE": topics["intake"],
+                   "METRICS_TOPIC_CASEWORK": topics["casework"],
+                   "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
+            system.add_proc("mem", "ganshou_metrics", "worker", env, True)
+            system.spawn("mem")
+            await system.wait_ready("mem")
+            took = await wait_projected(system, "mem", n, 3600)
+            r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid),
+                                          "events_per_s": n / took}
+            system.kill("mem")
+            env2 = {**env, "METRICS_GENERATION": f"two-{uuid.uuid4().hex[:6]}"}
+            for name in ("two-a", "two-b"):
+                system.add_proc(name, "ganshou_metrics", "worker", env2, True)
+                system.spawn(name)
+            await asyncio.gather(system.wait_ready("two-a"), system.wait_ready("two-b"))
+            started = time.perf_counter()
+            async with asyncio.timeout(3600):
+                while True:
+                    got = 0
+                    for name in ("two-a", "two-b"):
+                        reply = await system.metrics(name).GetFigures(mapi.GetFiguresRequest(), metadata=system.auth())
+                        got += reply.events_projected
+                    if got >= n:
+                        break
+                    await asyncio.sleep(0.2)
+            r["scaling_metrics"] = {"one_worker_events_per_s": n / took,
+                                    "two_workers_events_per_s": n / (time.perf_counter() - started)}
+        finally:
+            await system.stop()
+    text = json.dumps(r, indent=2, ensure_ascii=False, default=lambda x: round(x, 2))
+    text = json.dumps(json.loads(text, parse_float=lambda s: round(float(s), 2)), indent=2, ensure_ascii=False)
+    print(text)
+    if not tiny:
+        (RESULTS / "system.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
