@@ -7,7 +7,9 @@ cd "$GANSHOU_ROOT"
 record="$GANSHOU_RUN/bench-started"; mkdir -p "$GANSHOU_RUN"; : >"$record"
 trap '[ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record"); rm -f "$record"' EXIT
 STACK_RECORD="$record" bash deploy/local/stack.sh up
-for b in bench/eventstore.py bench/import_households.py; do
+benches=(bench/eventstore.py bench/import_households.py bench/system.py)
+[ -z "${BENCH_ONLY:-}" ] || benches=("bench/$BENCH_ONLY")  # e.g. BENCH_ONLY=system.py
+for b in "${benches[@]}"; do
   say "$b"
   uv run python "$b" "$@"
 done

@@ -1,8 +1,9 @@
 """A load generator that behaves like the town's client apps: a realistic mix of commands
 through the public gRPC APIs (visits, demands and hotline calls, every step of a case,
 ratings, votes, deliveries, aid) at a chosen rate. Every command carries a request id and
-a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with the same request id, as
-the API promises that is safe. The ledger keeps what was acknowledged, for the checks."""
+a deadline; UNAVAILABLE, DEADLINE_EXCEEDED (and CANCELLED, which a server's graceful stop
+can give a call racing it) are retried with the same request id, as the API promises that
+is safe. The ledger keeps what was acknowledged, for the checks."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
 from ganshou.partner_resource.v1 import partner_resource_service_pb2_grpc as partner_rpc
 from ganshou_casework.app.handlers import case_id_for
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# CANCELLED too: a call that races a server's graceful stop (its GOAWAY) is cancelled by the
+# transport, not refused by the service; the same request id makes the retry safe.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 # Reconnect quickly after a server restarts: the defaults back off up to two minutes.
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 1000)]

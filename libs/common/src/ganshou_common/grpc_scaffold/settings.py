@@ -27,7 +27,9 @@ def server_settings_from_env() -> ServerSettings:
     return ServerSettings(
         host=os.environ.get("GRPC_HOST", "0.0.0.0"),
         port=env_int("GRPC_PORT", 50051),
-        grace_s=float(os.environ.get("GRPC_GRACE_S", "5")),
+        # Longer than a client's usual deadline (5 s): on SIGTERM an in-flight call then
+        # completes or meets its own deadline (retryable), rather than being CANCELLED.
+        grace_s=float(os.environ.get("GRPC_GRACE_S", "10")),
         max_concurrent_rpcs=env_int("GRPC_MAX_CONCURRENT", 1000),
         tls_cert=cert, tls_key=key, tls_client_ca=_read("GRPC_TLS_CLIENT_CA"),
     )
