@@ -246,7 +246,7 @@ async def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="prove the benchmark runs; writes nowhere")
     args = parser.parse_args()
     tiny = args.tiny
-    secs = 2 if tiny else 20
+    secs = 2 if tiny else 15
     wait_s = 120 if tiny else 900  # for a worker to catch up
     r: dict = {"machine": describe(), "tiny": tiny}
     out_dir = Path(tempfile.mkdtemp()) if tiny else RESULTS
@@ -269,7 +269,7 @@ async def main() -> None:
             r["grpc_max"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
             r["hottest_path"] = await prof
             sweep = []
-            for rps in ((50, 100) if tiny else (100, 250, 500, 750, 1000)):
+            for rps in ((50, 100) if tiny else (100, 250, 500, 1000)):
                 sweep.append(await asyncio.to_thread(ghz, port, token, c, secs, rps, 64))
             r["grpc_sweep"] = sweep
             plot(sweep + [r["grpc_max"]], out_dir / "grpc-latency.png")
@@ -328,9 +328,9 @@ async def main() -> None:
                 system.add_proc(name, "ganshou_metrics", "worker", env2, True)
                 system.spawn(name)
             await asyncio.gather(system.wait_ready("two-a"), system.wait_ready("two-b"))
-            # Two workers in one group split the partitions; each counts its own share. Bounded:
-            # a group that keeps rebalancing is itself the finding.
-            started, got, limit = time.perf_counter(), 0, 60 if tiny else max(120, 3 * took)
+            # Two workers in one group split the partitions; each counts its own share. Bounded by
+            # the time one worker took: not done by then, two are no faster.
+            started, got, limit = time.perf_counter(), 0, 60 if tiny else max(120, 1.2 * took)
             while got < n and time.perf_counter() - started < limit:
                 await asyncio.sleep(0.5)
                 got = 0

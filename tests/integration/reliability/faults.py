@@ -45,7 +45,8 @@ class Faults:
             await asyncio.sleep(self.rng.uniform(0, 2))
             self.system.spawn(target)
             self._ours.discard(target)
-            await self.system.wait_ready(target, timeout=120)
+            # The metrics worker first recovers its tables from their changelogs: minutes at soak size.
+            await self.system.wait_ready(target, timeout=900 if target == "metrics" else 120)
         elif fault == "broker":
             self._ours.add("broker")
             await asyncio.to_thread(self.stack.down, "kafka")
