@@ -223,15 +223,20 @@ def profile(pid: int, seconds: int, out: Path) -> list[str]:
 
 
 def plot(sweep: list[dict], path: Path) -> None:
+    """p50 and p99 latency against the rate achieved, one point per ghz run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [r["rps"] for r in sweep]
+    points = sorted(sweep, key=lambda r: r["rps"])
+    xs = [r["rps"] for r in points]
     fig, ax = plt.subplots(figsize=(6, 4))
     for p in ("p50", "p99"):
-        ax.plot(xs, [r["ms"].get(p, 0) for r in sweep], marker="o", label=p)
+        ax.plot(xs, [r["ms"].get(p, 0) for r in points], marker="o", label=p)
+    for r in points:
+        ax.annotate(f"asked {r['asked_rps'] or 'max'}", (r["rps"], r["ms"].get("p99", 0)), fontsize=7,
+                    textcoords="offset points", xytext=(0, 6), ha="center")
     ax.set_xlabel("commands/s achieved (RaiseDemand, one intake replica)")
     ax.set_ylabel("latency (ms)")
     ax.set_title("gRPC latency against throughput (ghz)")
@@ -354,4 +359,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())  # noqa: every wait above is bounded
+    if sys.argv[1:] == ["--plot"]:  # redraw the figure from the last results
+        done = json.loads((RESULTS / "system.json").read_text())
+        plot(done["grpc_sweep"] + [done["grpc_max"]], RESULTS / "grpc-latency.png")
+    else:
+        asyncio.run(main())  # every wait in it is bounded

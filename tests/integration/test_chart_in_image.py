@@ -24,7 +24,7 @@ from ganshou_common.testing.procs import free_port
 
 from .test_figures_end_to_end import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/ganshou:test"
 

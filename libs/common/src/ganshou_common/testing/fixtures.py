@@ -44,10 +44,17 @@ async def fresh_database(port: int) -> AsyncIterator[str]:
         pytest.fail(f"PostgreSQL of the local stack is not reachable on port {port} ({exc}); run `make up`")
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
         yield test_dsn(port, name)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        # A new connection: a test may have restarted the server since (the fault scenarios do).
+        admin = await asyncpg.connect(test_dsn(port))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
