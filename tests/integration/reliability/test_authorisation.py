@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 import uuid
 from pathlib import Path
 
@@ -43,7 +42,7 @@ NOT_ALLOWED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATE
                grpc.StatusCode.UNKNOWN}
 
 
-def token(role: Role, community: str = "", partner: str = "", **claims) -> tuple:
+def token(role: Role, community: str = "", partner: str = "") -> tuple:
     return (("authorization", "Bearer " + mint_token(SECRET, f"matrix-{role}", role,
                                                      [community] if community else [], partner)),)
 

@@ -5,7 +5,6 @@ and no legitimate event is ever taken for poison."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import urllib.request
 import uuid
@@ -18,6 +17,7 @@ from google.protobuf import any_pb2
 from ganshou.casework.v1 import events_pb2 as cw
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
+from ganshou.metrics.v1 import metrics_service_pb2 as mapi
 from ganshou.partner_resource.v1 import events_pb2 as pr
 from ganshou_common.testing.kafka import read_records
 from ganshou_common.topics import dead_letter_topic
@@ -81,10 +81,8 @@ async def test_poison_is_dead_lettered_and_consumers_go_on(rsystem, report) -> N
         await client.close()
     await truth.settled(rsystem, timeout_s=120)
     sql = await truth.sql_figures(rsystem)
-    assert not truth.differences(sql.figures(), truth.metrics_figures(
-        (await rsystem.metrics().GetFigures(__import__("ganshou.metrics.v1.metrics_service_pb2",
-                                                       fromlist=["x"]).GetFiguresRequest(),
-                                            metadata=rsystem.auth())).figures))
+    town = await rsystem.metrics().GetFigures(mapi.GetFiguresRequest(), metadata=rsystem.auth())
+    assert not truth.differences(sql.figures(), truth.metrics_figures(town.figures))
 
     ours = set(rsystem.topics.values())
     expected = expected_dead_letters()
@@ -107,4 +105,3 @@ async def test_poison_is_dead_lettered_and_consumers_go_on(rsystem, report) -> N
     report.add("Poison messages", topics=len(NONSENSE), sent=sum(2 + len(v) for v in NONSENSE.values()),
                dead_letters={k: dict(v) for k, v in got.items()}, counted_by_metric=counted,
                commands_after_poison=sum(len(v) for v in ledger.acked.values()))
-    await asyncio.sleep(0)
