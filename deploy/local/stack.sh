@@ -56,7 +56,9 @@ up_postgres() {
   for s in "${PG_SERVICES[@]}" test; do
     sql+="DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='ganshou_$s') THEN CREATE ROLE ganshou_$s LOGIN PASSWORD 'ganshou_$s'; END IF; END\$\$;"
   done
-  sql+="ALTER ROLE ganshou_test CREATEDB;"
+  # pg_signal_backend: a test database is dropped WITH (FORCE), which must also end an
+  # autovacuum worker that happens to be in it.
+  sql+="ALTER ROLE ganshou_test CREATEDB; GRANT pg_signal_backend TO ganshou_test;"
   as_pg psql -q -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$sql" >/dev/null
   for s in "${PG_SERVICES[@]}" test; do
     as_pg psql -q -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -tAc \

@@ -7,6 +7,7 @@ test never silently skips, and never talks to a fake.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -50,11 +51,24 @@ async def fresh_database(port: int) -> AsyncIterator[str]:
         yield test_dsn(port, name)
     finally:
         # A new connection: a test may have restarted the server since (the fault scenarios do).
-        admin = await asyncpg.connect(test_dsn(port))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(port, name)
+
+
+async def drop_database(port: int, name: str, attempts: int = 20) -> None:
+    """DROP ... WITH (FORCE), retried: a stack made before ganshou_test could end other
+    roles' sessions refuses while an autovacuum worker is in the database, briefly."""
+    admin = await asyncpg.connect(test_dsn(port))
+    try:
+        for attempt in range(attempts):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
