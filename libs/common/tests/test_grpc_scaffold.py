@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -209,3 +210,15 @@ def test_database_outages_are_unavailable_not_internal() -> None:
     assert status_code_of(asyncpg.CannotConnectNowError()) == grpc.StatusCode.UNAVAILABLE
     assert status_code_of(asyncpg.InterfaceError("connection is closed")) == grpc.StatusCode.UNAVAILABLE
     assert status_code_of(ZeroDivisionError()) is None  # a bug stays INTERNAL
+
+
+def test_a_verified_token_is_reused_only_until_it_expires() -> None:
+    from ganshou_common.errors import Unauthenticated
+
+    verifier = TokenVerifier(secret=SECRET, leeway_s=0)
+    token = mint_token(SECRET, "cadre-1", Role.COMMUNITY_CADRE, ["c-1"], ttl_s=1)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # from the cache: no second signature check
+    time.sleep(2.05)  # past `exp`, which counts whole seconds
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)

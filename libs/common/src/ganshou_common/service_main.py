@@ -12,6 +12,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import uvloop
+
 from ganshou_common import logs
 from ganshou_common.config import env, env_int
 from ganshou_common.metrics_http import serve_metrics
@@ -49,8 +51,10 @@ def main(service: str, sql_dir: Path | None, commands: dict[str, Callable[[], Aw
     """Dispatch `serve`, `worker`… (the service's own), `migrate` and `relay`."""
     command = (argv or sys.argv[1:] or [next(iter(commands))])[0]
     logs.configure(f"{service}-{command}", os.environ.get("LOG_LEVEL", "INFO"))
+    # uvloop: the event loop in C. Every process shares the machine's cores with the rest
+    # of the system, and the loop's own bookkeeping is a large part of each request.
     if command in commands:
-        asyncio.run(commands[command]())
+        uvloop.run(commands[command]())
     elif command == "migrate" and sql_dir is not None:
         applied = asyncio.run(migrate(env("DATABASE_URL"), [sql_dir]))
         print(f"{service} migrations applied: {applied or 'none (up to date)'}")
@@ -58,7 +62,7 @@ def main(service: str, sql_dir: Path | None, commands: dict[str, Callable[[], Aw
         os.environ.setdefault("GANSHOU_SERVICE", service)
         from ganshou_common.outbox.__main__ import main as relay_main
 
-        asyncio.run(relay_main())
+        uvloop.run(relay_main())
     else:
         known = [*commands, *(["migrate", "relay"] if sql_dir else [])]
         raise SystemExit(f"unknown command {command!r}: {' | '.join(known)}")

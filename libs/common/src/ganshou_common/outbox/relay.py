@@ -42,14 +42,17 @@ LEADER = Gauge("ganshou_outbox_relay_leader", "1 while this relay holds the lead
 
 # Times come as microseconds since the epoch: building protobuf Timestamps from them is
 # several times cheaper than from datetimes, and the relay is CPU-bound in Python.
+# The outbox's first rows, then each one's event by its key (OFFSET 0 keeps the planner
+# from merging the join, which walked the events index from its start: 25 ms a fetch
+# after ~50k events, and growing; measured with pg_stat_statements).
 _FETCH = """
 SELECT e.position, e.event_id::text, e.stream_id, e.stream_type, e.version, e.event_type, e.payload,
        e.community_id, (extract(epoch FROM e.occurred_at) * 1000000)::bigint AS occurred_us,
        (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_us, e.correlation_id,
        e.causation_id, e.actor_subject, e.actor_role
-FROM outbox o JOIN events e ON e.position = o.position
+FROM (SELECT position FROM outbox ORDER BY position LIMIT $1) o
+CROSS JOIN LATERAL (SELECT * FROM events ev WHERE ev.position = o.position OFFSET 0) e
 ORDER BY o.position
-LIMIT $1
 """
 _LOCK_KEY = "ganshou-outbox-relay"
 
@@ -105,9 +108,10 @@ async def new_producer(bootstrap: str) -> AIOKafkaProducer:
 
 
 class OutboxRelay:
-    def __init__(self, dsn: str, bootstrap: str, topic: str, source: str, batch_size: int = 5000):
+    def __init__(self, dsn: str, bootstrap: str, topic: str, source: str, batch_size: int = 5000,
+                 gather_s: float = 0.02):
         self.dsn, self.bootstrap, self.topic, self.source = dsn, bootstrap, topic, source
-        self.batch_size = batch_size
+        self.batch_size, self.gather_s = batch_size, gather_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -158,6 +162,11 @@ class OutboxRelay:
                         await asyncio.wait_for(self._wake.wait(), 0.5)
                     except TimeoutError:
                         pass
+                    else:
+                        # The commits of the next few milliseconds join this batch: one fetch,
+                        # produce request and delete for many events instead of one each
+                        # (under load, most wakes found a single event).
+                        await self._sleep(self.gather_s)
         finally:
             LEADER.labels(self.source).set(0)
             if producer is not None:

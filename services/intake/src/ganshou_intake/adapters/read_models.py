@@ -51,6 +51,16 @@ async def community_exists(conn: Conn, community_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM communities WHERE community_id = $1", community_id))
 
 
+async def community_and_household(conn: Conn, community_id: str, household_id: str
+                                  ) -> tuple[bool, HouseholdRow | None]:
+    """Whether the community exists, and the household (if any): one round trip."""
+    r = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM communities WHERE community_id = $1), "
+        "h.household_id, h.community_id, h.address_sealed, h.segments, h.care_groups "
+        "FROM (SELECT 1) one LEFT JOIN households h ON h.household_id = $2", community_id, household_id)
+    return r[0], HouseholdRow(r[1], r[2], bytes(r[3]), list(r[4]), list(r[5])) if r[1] is not None else None
+
+
 async def existing_communities(conn: Conn, ids: list[str]) -> set[str]:
     rows = await conn.fetch("SELECT community_id FROM communities WHERE community_id = ANY($1)", ids)
     return {r["community_id"] for r in rows}
@@ -143,15 +153,19 @@ async def insert_campaign(conn: Conn, c: CampaignRow, title: str, due: list[str]
     await conn.execute("INSERT INTO campaign_households SELECT $1, unnest($2::text[])", c.campaign_id, due)
 
 
-async def campaign(conn: Conn, campaign_id: str) -> CampaignRow | None:
-    r = await conn.fetchrow("SELECT campaign_id, community_id, starts_at, ends_at, whole_community FROM campaigns "
-                            "WHERE campaign_id = $1", campaign_id)
-    return CampaignRow(*r) if r else None
-
-
-async def is_due(conn: Conn, campaign_id: str, household_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM campaign_households WHERE campaign_id = $1 AND household_id = $2",
-                                    campaign_id, household_id))
+async def visit_context(conn: Conn, campaign_id: str, household_id: str
+                        ) -> tuple[CampaignRow | None, bool, HouseholdRow | None]:
+    """A visit's campaign, whether the household is due in it, and the household: one
+    round trip instead of three (RecordVisit is the commonest command)."""
+    r = await conn.fetchrow(
+        "SELECT c.campaign_id, c.community_id, c.starts_at, c.ends_at, c.whole_community, "
+        "EXISTS (SELECT 1 FROM campaign_households d WHERE d.campaign_id = $1 AND d.household_id = $2), "
+        "h.household_id, h.community_id, h.address_sealed, h.segments, h.care_groups "
+        "FROM (SELECT 1) one LEFT JOIN campaigns c ON c.campaign_id = $1 "
+        "LEFT JOIN households h ON h.household_id = $2", campaign_id, household_id)
+    c = CampaignRow(*r[0:5]) if r[0] is not None else None
+    h = HouseholdRow(r[6], r[7], bytes(r[8]), list(r[9]), list(r[10])) if r[6] is not None else None
+    return c, bool(r[5]), h
 
 
 async def insert_demand(conn: Conn, d) -> None:  # d: DemandRaised

@@ -156,11 +156,11 @@ class IntakeApp:
 
     async def _household_of(self, conn, community_id: str, household_id: str) -> rm.HouseholdRow | None:
         """The community must exist; the household, when named, must be one of its own."""
-        if not await rm.community_exists(conn, community_id):
+        exists, h = await rm.community_and_household(conn, community_id, household_id)
+        if not exists:
             raise InvalidArgument.field("community_id", f"no community {community_id!r}")
         if not household_id:
             return None
-        h = await rm.household(conn, household_id)
         if h is None or h.community_id != community_id:
             raise InvalidArgument.field("household_id", f"no household {household_id!r} in {community_id}")
         return h
@@ -237,7 +237,7 @@ class IntakeApp:
         v.raise_if_any()
 
         async def decide(tx: PostgresTransaction) -> bytes:
-            c = await rm.campaign(tx.conn, req.campaign_id)
+            c, due, h = await rm.visit_context(tx.conn, req.campaign_id, req.household_id)
             if c is None:
                 raise InvalidArgument.field("campaign_id", f"no campaign {req.campaign_id!r}")
             who.require_community(c.community_id)
@@ -245,13 +245,14 @@ class IntakeApp:
             if not (c.starts_at <= at <= c.ends_at):
                 raise FailedPrecondition(f"campaign {c.campaign_id} is open from {c.starts_at:%Y-%m-%d} to "
                                          f"{c.ends_at:%Y-%m-%d}; the visit is at {at:%Y-%m-%d %H:%M}")
-            if not await rm.is_due(tx.conn, c.campaign_id, req.household_id):
+            if not due:
                 raise InvalidArgument.field("household_id", f"household is not due in campaign {c.campaign_id}")
-            h = await rm.household(tx.conn, req.household_id)
             if h is None:
                 raise InvalidArgument.field("household_id", f"no household {req.household_id!r}")
-            hkey = await PostgresKeyRing(tx.conn, self.master_key).key_for(stream("household", h.household_id))
-            notes = seal(hkey, stream("household", h.household_id), "visit_notes", req.notes) if hkey and req.notes else b""
+            notes = b""
+            if req.notes:  # the household's key is read only when there are notes to seal
+                hkey = await PostgresKeyRing(tx.conn, self.master_key).key_for(stream("household", h.household_id))
+                notes = seal(hkey, stream("household", h.household_id), "visit_notes", req.notes) if hkey else b""
             appends, demand_ids = [], []
             for d in req.demands:
                 append, e = await self._demand(tx, community_id=h.community_id, household=h, resident_id=d.resident_id,
