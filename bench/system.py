@@ -246,11 +246,18 @@ def plot(sweep: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+STAGES = ("grpc", "rebuild", "scaling", "memory")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true", help="prove the benchmark runs; writes nowhere")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated, of {','.join(STAGES)}; the others keep their last results")
     args = parser.parse_args()
-    tiny = args.tiny
+    tiny, stages = args.tiny, set(args.stages.split(","))
+    if stages - set(STAGES):
+        parser.error(f"unknown stages: {sorted(stages - set(STAGES))}")
     secs = 2 if tiny else 15
     wait_s = 120 if tiny else 900  # for a worker to catch up
     r: dict = {"machine": describe(), "tiny": tiny}
@@ -267,95 +274,107 @@ async def main() -> None:
             port = system.procs["intake"].grpc_port
             ghz(port, token, c, 1, 50)  # warm-up
 
-            # The most one replica sustains, profiled; then a sweep of fixed rates.
-            intake_pid = system.procs["intake"].popen.pid
-            prof = asyncio.create_task(asyncio.to_thread(profile, intake_pid, max(1, secs // 2),
-                                                         out_dir / "profile-intake.txt"))
-            r["grpc_max"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
-            r["hottest_path"] = await prof
-            sweep = []
-            for rps in ((50, 100) if tiny else (100, 250, 500, 1000)):
-                sweep.append(await asyncio.to_thread(ghz, port, token, c, secs, rps, 64))
-            r["grpc_sweep"] = sweep
-            plot(sweep + [r["grpc_max"]], out_dir / "grpc-latency.png")
+            if "grpc" in stages:
+                # The most one replica sustains, profiled; then a sweep of fixed rates.
+                intake_pid = system.procs["intake"].popen.pid
+                prof = asyncio.create_task(asyncio.to_thread(profile, intake_pid, max(1, secs // 2),
+                                                             out_dir / "profile-intake.txt"))
+                r["grpc_max"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
+                r["hottest_path"] = await prof
+                sweep = []
+                for rps in ((50, 100) if tiny else (100, 250, 500, 1000)):
+                    sweep.append(await asyncio.to_thread(ghz, port, token, c, secs, rps, 64))
+                r["grpc_sweep"] = sweep
+                plot(sweep + [r["grpc_max"]], out_dir / "grpc-latency.png")
 
-            # 500/s: CPU by process per million events, and freshness alongside.
-            await wait_projected(system, "metrics", await stored_events(system), wait_s)
-            before_events, pids = await stored_events(system), process_pids(system)
-            before = cpu_seconds(pids)
-            load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
-            await asyncio.sleep(2)
-            r["freshness_at_500_per_s"] = await freshness(system, probe, 5 if tiny else 100)
-            r["grpc_500_for_cpu"] = await load
-            await wait_projected(system, "metrics", await stored_events(system), wait_s)
-            after, events = cpu_seconds(pids), await stored_events(system) - before_events
-            r["cpu_seconds_per_million_events"] = {k: round((after[k] - before[k]) / events * 1e6, 1) for k in after}
-            r["events_in_cpu_run"] = events
+                # 500/s: CPU by process per million events, and freshness alongside.
+                await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                before_events, pids = await stored_events(system), process_pids(system)
+                before = cpu_seconds(pids)
+                load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
+                await asyncio.sleep(2)
+                r["freshness_at_500_per_s"] = await freshness(system, probe, 5 if tiny else 100)
+                r["grpc_500_for_cpu"] = await load
+                await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                after, events = cpu_seconds(pids), await stored_events(system) - before_events
+                r["cpu_seconds_per_million_events"] = {k: round((after[k] - before[k]) / events * 1e6, 1) for k in after}
+                r["events_in_cpu_run"] = events
 
-            # Rebuild: a new generation projects every topic from the start; a raw consumer reads them.
-            total = await stored_events(system)
-            raw = await raw_consume(list(system.topics.values()), total)
-            system.add_proc("rebuild", "ganshou_metrics", "worker", system.metrics_env(f"rb-{uuid.uuid4().hex[:6]}"),
-                            True)
-            system.spawn("rebuild")
-            await system.wait_ready("rebuild")
-            took = await wait_projected(system, "rebuild", total, wait_s)
-            r["rebuild"] = {"events": total, "events_per_s": total / took, "raw_consumer_events_per_s": raw,
-                            "share_of_raw": total / took / raw}
-            system.kill("rebuild")
+            if "rebuild" in stages:
+                # Rebuild: a new generation projects every topic from the start; a raw consumer reads them.
+                if "grpc" not in stages:  # the topics need the pipeline's events first
+                    await asyncio.to_thread(ghz, port, token, c, secs * 4, 0, 64)
+                    await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                total = await stored_events(system)
+                raw = await raw_consume(list(system.topics.values()), total)
+                system.add_proc("rebuild", "ganshou_metrics", "worker", system.metrics_env(f"rb-{uuid.uuid4().hex[:6]}"),
+                                True)
+                system.spawn("rebuild")
+                await system.wait_ready("rebuild")
+                took = await wait_projected(system, "rebuild", total, wait_s)
+                r["rebuild"] = {"events": total, "events_per_s": total / took, "raw_consumer_events_per_s": raw,
+                                "share_of_raw": total / took / raw}
+                system.kill("rebuild")
 
-            # Two intake replicas (same database) against one, each driven by its own ghz.
-            system.add_proc("intake-2", "ganshou_intake", "serve", dict(system.procs["intake"].env), True)
-            system.spawn("intake-2")
-            await system.wait_ready("intake-2")
-            both = await asyncio.gather(*(asyncio.to_thread(ghz, system.procs[n].grpc_port, token, c, secs, 0, 64)
-                                          for n in ("intake", "intake-2")))
-            r["scaling_intake"] = {"one_replica_rps": r["grpc_max"]["rps"],
-                                   "two_replicas_rps": sum(b["rps"] for b in both)}
-            system.kill("intake-2")
+            if "scaling" in stages:
+                # Two intake replicas (same database) against one, each driven by its own ghz.
+                system.add_proc("intake-2", "ganshou_intake", "serve", dict(system.procs["intake"].env), True)
+                one = r["grpc_max"]["rps"] if "grpc_max" in r else \
+                    (await asyncio.to_thread(ghz, port, token, c, secs, 0, 64))["rps"]
+                system.spawn("intake-2")
+                await system.wait_ready("intake-2")
+                both = await asyncio.gather(*(asyncio.to_thread(ghz, system.procs[n].grpc_port, token, c, secs, 0, 64)
+                                              for n in ("intake", "intake-2")))
+                r["scaling_intake"] = {"one_replica_rps": one,
+                                       "two_replicas_rps": sum(b["rps"] for b in both)}
+                system.kill("intake-2")
 
-            # Memory of a metrics worker that has projected N events (1M at full size), and two
-            # workers sharing the partitions against one.
-            n = 5_000 if tiny else 1_000_000
-            topics = await synthetic_topic_load(system, n)
-            env = {"METRICS_GENERATION": f"mem-{uuid.uuid4().hex[:6]}", "METRICS_TOPIC_INTAKE": topics["intake"],
-                   "METRICS_TOPIC_CASEWORK": topics["casework"],
-                   "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
-            system.add_proc("mem", "ganshou_metrics", "worker", env, True)
-            system.spawn("mem")
-            await system.wait_ready("mem")
-            took = await wait_projected(system, "mem", n, 60 if tiny else 3600)
-            r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid),
-                                          "events_per_s": n / took}
-            system.kill("mem")
-            env2 = {**env, "METRICS_GENERATION": f"two-{uuid.uuid4().hex[:6]}"}
-            for name in ("two-a", "two-b"):
-                system.add_proc(name, "ganshou_metrics", "worker", env2, True)
-                system.spawn(name)
-            await asyncio.gather(system.wait_ready("two-a"), system.wait_ready("two-b"))
-            # Two workers in one group split the partitions; each counts its own share. Bounded by
-            # the time one worker took: not done by then, two are no faster.
-            started, got, limit = time.perf_counter(), 0, 60 if tiny else max(120, 1.2 * took)
-            while got < n and time.perf_counter() - started < limit:
-                await asyncio.sleep(0.5)
-                got = 0
+            if "memory" in stages:
+                # Memory of a metrics worker that has projected N events (1M at full size), and two
+                # workers sharing the partitions against one.
+                n = 5_000 if tiny else 1_000_000
+                topics = await synthetic_topic_load(system, n)
+                env = {"METRICS_GENERATION": f"mem-{uuid.uuid4().hex[:6]}", "METRICS_TOPIC_INTAKE": topics["intake"],
+                       "METRICS_TOPIC_CASEWORK": topics["casework"],
+                       "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
+                system.add_proc("mem", "ganshou_metrics", "worker", env, True)
+                system.spawn("mem")
+                await system.wait_ready("mem")
+                took = await wait_projected(system, "mem", n, 60 if tiny else 3600)
+                r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid),
+                                              "events_per_s": n / took}
+                system.kill("mem")
+                env2 = {**env, "METRICS_GENERATION": f"two-{uuid.uuid4().hex[:6]}"}
                 for name in ("two-a", "two-b"):
-                    try:
-                        reply = await system.metrics(name).GetFigures(mapi.GetFiguresRequest(),
-                                                                      metadata=system.auth(), timeout=5)
-                        got += reply.events_projected
-                    except Exception:  # noqa: BLE001 - rebalancing
-                        pass
-            r["scaling_metrics"] = {"one_worker_events_per_s": n / took, "two_workers_events": got,
-                                    "two_workers_events_per_s": got / (time.perf_counter() - started),
-                                    "two_workers_finished": got >= n}
+                    system.add_proc(name, "ganshou_metrics", "worker", env2, True)
+                    system.spawn(name)
+                await asyncio.gather(system.wait_ready("two-a"), system.wait_ready("two-b"))
+                # Two workers in one group split the partitions; each counts its own share. Bounded by
+                # the time one worker took: not done by then, two are no faster.
+                started, got, limit = time.perf_counter(), 0, 60 if tiny else max(120, 1.2 * took)
+                while got < n and time.perf_counter() - started < limit:
+                    await asyncio.sleep(0.5)
+                    got = 0
+                    for name in ("two-a", "two-b"):
+                        try:
+                            reply = await system.metrics(name).GetFigures(mapi.GetFiguresRequest(),
+                                                                          metadata=system.auth(), timeout=5)
+                            got += reply.events_projected
+                        except Exception:  # noqa: BLE001 - rebalancing
+                            pass
+                r["scaling_metrics"] = {"one_worker_events_per_s": n / took, "two_workers_events": got,
+                                        "two_workers_events_per_s": got / (time.perf_counter() - started),
+                                        "two_workers_finished": got >= n}
         finally:
             await system.stop()
     text = json.dumps(r, indent=2, ensure_ascii=False, default=lambda x: round(x, 2))
     text = json.dumps(json.loads(text, parse_float=lambda s: round(float(s), 2)), indent=2, ensure_ascii=False)
     print(text)
     if not tiny:
-        (RESULTS / "system.json").write_text(text + "\n")
+        # A partial run (--stages) keeps the other stages' last results.
+        path = RESULTS / "system.json"
+        kept = json.loads(path.read_text()) if path.exists() and stages != set(STAGES) else {}
+        path.write_text(json.dumps({**kept, **json.loads(text)}, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
