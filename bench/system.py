@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
+from integration.cpu import cpu_seconds, process_pids  # noqa: E402
 from integration.system import System  # noqa: E402
 from machine import describe  # noqa: E402
 
@@ -43,7 +44,8 @@ from ganshou.intake.v1 import intake_service_pb2 as iapi  # noqa: E402
 from ganshou.metrics.v1 import metrics_service_pb2 as mapi  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-BIN = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run")) / "bin"
+RUN = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run"))
+BIN = RUN / "bin"
 PG_PORT = int(os.environ.get("PG_PORT", "25432"))
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '29092')}")
 
@@ -67,31 +69,6 @@ def ghz(port: int, token: str, community: str, seconds: float, rps: int, concurr
     lat = {f"p{int(d['percentage'])}": d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     return {"asked_rps": rps, "rps": report["rps"], "count": report["count"], "ms": lat,
             "statuses": report.get("statusCodeDistribution", {})}
-
-
-def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for name, ps in pids.items():
-        total = 0
-        for pid in ps:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError):
-                pass
-        out[name] = total / tick
-    return out
-
-
-def process_pids(system: System) -> dict[str, list[int]]:
-    pids = {n: [p.popen.pid] for n, p in system.procs.items() if p.popen and p.popen.poll() is None}
-    pids["kafka"] = [int(p) for p in subprocess.run(["pgrep", "-f", "kafka.Kafka"], capture_output=True,
-                                                    text=True).stdout.split()]
-    pids["postgresql"] = [int(p) for p in subprocess.run(["pgrep", "-u", "postgres"], capture_output=True,
-                                                         text=True).stdout.split()] or \
-        [int(p) for p in subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout.split()]
-    return pids
 
 
 async def stored_events(system: System) -> int:
@@ -289,7 +266,7 @@ async def main() -> None:
 
                 # 500/s: CPU by process per million events, and freshness alongside.
                 await wait_projected(system, "metrics", await stored_events(system), wait_s)
-                before_events, pids = await stored_events(system), process_pids(system)
+                before_events, pids = await stored_events(system), process_pids(system, RUN)
                 before = cpu_seconds(pids)
                 load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
                 await asyncio.sleep(2)

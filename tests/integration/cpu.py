@@ -1,0 +1,56 @@
+"""CPU seconds spent by each process of a running system and of the stack under it, read
+from /proc: for the capacity scenario and the whole-system bench."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .system import System
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def _all_pids() -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()]
+
+
+def process_pids(system: System, run: Path) -> dict[str, list[int]]:
+    """Each Ganshou process by name, plus the Kafka broker and the PostgreSQL server (the
+    postmaster and its backends) of the stack whose run folder is `run`."""
+    pids = {n: [p.popen.pid] for n, p in system.procs.items() if p.popen and p.popen.poll() is None}
+    pids["kafka"], pids["postgresql"] = [], []
+    postmaster_file = (run / "postgres").resolve() / "data" / "postmaster.pid"
+    postmaster = int(postmaster_file.read_text().split()[0]) if postmaster_file.exists() else -1
+    for pid in _all_pids():
+        try:
+            if pid == postmaster or int(_stat(pid)[1]) == postmaster:
+                pids["postgresql"].append(pid)
+            elif "kafka.Kafka" in (cmd := _cmdline(pid)) and str(run) in cmd:
+                pids["kafka"].append(pid)
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    pids["load generator"] = [os.getpid()]
+    return pids
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU seconds so far, summed by name (a process gone since counts 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, ps in pids.items():
+        total = 0
+        for pid in ps:
+            try:
+                fields = _stat(pid)
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError):
+                pass
+        out[name] = total / tick
+    return out
