@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
-from integration.cpu import cpu_seconds, process_pids  # noqa: E402
+from integration.cpu import cpu_seconds, process_pids, used_between  # noqa: E402
 from integration.system import System  # noqa: E402
 from machine import describe  # noqa: E402
 
@@ -266,15 +266,15 @@ async def main() -> None:
 
                 # 500/s: CPU by process per million events, and freshness alongside.
                 await wait_projected(system, "metrics", await stored_events(system), wait_s)
-                before_events, pids = await stored_events(system), process_pids(system, RUN)
-                before = cpu_seconds(pids)
+                before_events, before = await stored_events(system), cpu_seconds(process_pids(system, RUN))
                 load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
                 await asyncio.sleep(2)
                 r["freshness_at_500_per_s"] = await freshness(system, probe, 5 if tiny else 100)
                 r["grpc_500_for_cpu"] = await load
                 await wait_projected(system, "metrics", await stored_events(system), wait_s)
-                after, events = cpu_seconds(pids), await stored_events(system) - before_events
-                r["cpu_seconds_per_million_events"] = {k: round((after[k] - before[k]) / events * 1e6, 1) for k in after}
+                after, events = cpu_seconds(process_pids(system, RUN)), await stored_events(system) - before_events
+                r["cpu_seconds_per_million_events"] = {k: round(v / events * 1e6, 1)
+                                                       for k, v in used_between(before, after).items()}
                 r["events_in_cpu_run"] = events
 
             if "rebuild" in stages:

@@ -58,7 +58,7 @@ up_postgres() {
   done
   # pg_signal_backend: a test database is dropped WITH (FORCE), which must also end an
   # autovacuum worker that happens to be in it.
-  sql+="ALTER ROLE ganshou_test CREATEDB; GRANT pg_signal_backend TO ganshou_test;"
+  sql+="SET client_min_messages = warning; ALTER ROLE ganshou_test CREATEDB; GRANT pg_signal_backend TO ganshou_test;"
   as_pg psql -q -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$sql" >/dev/null
   for s in "${PG_SERVICES[@]}" test; do
     as_pg psql -q -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -tAc \

@@ -40,17 +40,27 @@ def process_pids(system: System, run: Path) -> dict[str, list[int]]:
     return pids
 
 
-def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
-    """User + system CPU seconds so far, summed by name (a process gone since counts 0)."""
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[tuple[str, int], float]:
+    """User + system CPU seconds so far of each (name, pid) still there."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for name, ps in pids.items():
-        total = 0
         for pid in ps:
             try:
                 fields = _stat(pid)
-                total += int(fields[11]) + int(fields[12])
+                out[(name, pid)] = (int(fields[11]) + int(fields[12])) / tick
             except (OSError, IndexError):
                 pass
-        out[name] = total / tick
     return out
+
+
+def used_between(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]) -> dict[str, float]:
+    """CPU seconds by name between two readings. Take `after` over the processes found
+    then (process_pids again): a database backend or a restarted process born in between
+    counts whole; one gone in between counts up to its last reading only."""
+    used: dict[str, float] = {}
+    for key, seconds in after.items():
+        used[key[0]] = used.get(key[0], 0.0) + seconds - before.get(key, 0.0)
+    for name, _ in before:
+        used.setdefault(name, 0.0)
+    return used

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ..cpu import cpu_seconds, process_pids
+from ..cpu import cpu_seconds, process_pids, used_between
 from .loadgen import Client, Ledger, Mix
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -22,14 +22,13 @@ async def test_capacity(rsystem, private_stack, report, soak) -> None:
     client = Client(ports, rsystem.auth(), ledger)
     try:
         mix = await Mix.set_up(client, 20 if soak else 4, 40 if soak else 8, seed=11)
-        pids = process_pids(rsystem, private_stack.run)
-        before, sent, t0 = cpu_seconds(pids), ledger.sent, time.monotonic()
+        before, sent, t0 = cpu_seconds(process_pids(rsystem, private_stack.run)), ledger.sent, time.monotonic()
         await mix.run(rate, duration)
-        elapsed, after = time.monotonic() - t0, cpu_seconds(pids)
+        elapsed, after = time.monotonic() - t0, cpu_seconds(process_pids(rsystem, private_stack.run))
     finally:
         await client.close()
     n = ledger.sent - sent
-    used = {k: after[k] - before[k] for k in after}
+    used = used_between(before, after)
     report.add(
         "Capacity (no faults)",
         rate_asked=f"{rate} commands/s for {duration} s",

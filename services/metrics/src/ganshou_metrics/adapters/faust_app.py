@@ -1,9 +1,8 @@
 """The faust-streaming app: one agent per source topic, one table per topic holding one
 row per stream (its last applied version and its state), backed by a changelog topic.
 
-Exactness: a stream's row is written whole (version included), so the dedupe marker and
-the contribution can never drift apart after a crash; events come in batches and a
-stream's row is written once per batch. The figures are
+Exactness: each event costs one table write (the row, version included), so the
+dedupe marker and the contribution can never drift apart after a crash. The figures are
 kept in memory as sums of the rows' facts and recomputed from the tables after every
 recovery or rebalance. faust's exactly_once is not relied on.
 
@@ -14,7 +13,6 @@ deployment runs one active worker (see docs/design.md).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -67,52 +65,36 @@ class Projection:
             name = (topics or {}).get(service, events_topic(service))
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
-            # Rows are kept as their JSON bytes (what the changelog holds anyway): ~5× less
-            # memory than Python dicts for a town's millions of streams, for a parse per event.
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
-                                   key_type=str, value_type=bytes,  # bytes: the "raw" codec
-                                   on_recover=self._recompute)
+                                   key_type=str, on_recover=self._recompute)
             self.tables[service] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
 
     def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
         async def project(stream):
-            # Events come in batches (up to 500, or what 50 ms brings): a stream's events in one
-            # batch chain in memory, and its row is written (one changelog message) and its
-            # facts replaced once per batch, not once per event.
-            async for batch in stream.take_events(500, within=0.05):
-                before: dict[str, dict | None] = {}  # each changed stream's row before the batch
-                after: dict[str, dict] = {}
-                last: dict[str, object] = {}  # the event that last changed each stream
-                for event in batch:
-                    try:
-                        env = decode(event.value)
-                        checked_payload(env)
-                        key = env.stream_id
-                        old = after[key] if key in after else _row(table.get(key))
-                        new = apply(old, env)
-                    except (Nonsense, PoisonMessage) as exc:
-                        await self._dead_letter(event, topic, exc.reason, exc.detail)
-                        continue
-                    except (DecodeError, KeyError, ValueError, TypeError) as exc:
-                        await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
-                        continue
-                    if new is None:
-                        PROJECTED.labels(topic, "duplicate").inc()
-                        continue
-                    before.setdefault(key, old)
-                    after[key], last[key] = new, event
-                    self.figures.events += 1
-                    PROJECTED.labels(topic, "applied").inc()
-                for key, new in after.items():
-                    # faust writes a row's changelog to the partition of the event being
-                    # processed: the stream's own (its events and its row share a partition).
-                    stream._set_current_event(last[key])
-                    table[key] = _bytes(new)  # the one durable write for this stream's events
-                    self.figures.replace(before[key], new)
-                if after:
-                    self.changed.set()
+            async for event in stream.events():
+                value = event.value
+                try:
+                    env = decode(value)
+                    checked_payload(env)
+                    key = env.stream_id
+                    old = table.get(key)
+                    new = apply(old, env)
+                except (Nonsense, PoisonMessage) as exc:
+                    await self._dead_letter(event, topic, exc.reason, exc.detail)
+                    continue
+                except (DecodeError, KeyError, ValueError, TypeError) as exc:
+                    await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
+                    continue
+                if new is None:
+                    PROJECTED.labels(topic, "duplicate").inc()
+                    continue
+                table[key] = new  # the one durable write for this event
+                self.figures.replace(old, new)
+                self.figures.events += 1
+                PROJECTED.labels(topic, "applied").inc()
+                self.changed.set()
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
 
@@ -151,17 +133,9 @@ class Projection:
             await admin.close()
 
     async def _recompute(self, *args, **kwargs) -> None:
-        rows = [_row(raw) for table in self.tables.values() for raw in table.values() if raw]
+        rows = [row for table in self.tables.values() for row in table.values() if row]
         figures = Figures.from_rows(rows)
         figures.events = sum(r["v"] for r in rows)
         self.figures = figures
         self.changed.set()
         log.info("figures_recomputed", streams=len(rows))
-
-
-def _row(raw: bytes | None) -> dict | None:
-    return json.loads(raw) if raw else None
-
-
-def _bytes(row: dict) -> bytes:
-    return json.dumps(row, separators=(",", ":")).encode()
