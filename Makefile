@@ -43,7 +43,7 @@ test-unit: ## unit tests only (no infrastructure)
 bench: install ## benchmarks; results in bench/results/
 	@bash tools/bench.sh
 
-soak: install ## the reliability suite at full size (~45 min); writes docs/reliability.md
+soak: install ## the reliability suite at full size (~1 h); writes docs/reliability.md
 	@bash tools/soak.sh
 
 reset: down ## stop everything and delete the local state (keeps downloads)
