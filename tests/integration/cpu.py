@@ -36,7 +36,6 @@ def process_pids(system: System, run: Path) -> dict[str, list[int]]:
                 pids["kafka"].append(pid)
         except (OSError, IndexError, ValueError):
             pass  # gone meanwhile
-    pids["load generator"] = [os.getpid()]
     return pids
 
 

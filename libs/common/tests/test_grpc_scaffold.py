@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ganshou.testing.v1 import scaffold_pb2, scaffold_pb2_grpc
-from ganshou_common.errors import FieldViolation, InvalidArgument
+from ganshou_common.errors import FieldViolation, InvalidArgument, Unauthenticated
 from ganshou_common.grpc_scaffold.auth import Role, TokenVerifier, mint_token
 from ganshou_common.grpc_scaffold.interceptor import current_principal
 from ganshou_common.grpc_scaffold.policy import admits
@@ -213,8 +213,6 @@ def test_database_outages_are_unavailable_not_internal() -> None:
 
 
 def test_a_verified_token_is_reused_only_until_it_expires() -> None:
-    from ganshou_common.errors import Unauthenticated
-
     verifier = TokenVerifier(secret=SECRET, leeway_s=0)
     token = mint_token(SECRET, "cadre-1", Role.COMMUNITY_CADRE, ["c-1"], ttl_s=1)
     first = verifier.verify(token)
