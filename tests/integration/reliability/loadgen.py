@@ -332,8 +332,13 @@ class Mix:
                     next_look[case_id] = (now + wait * 2, min(wait * 2, 8.0))
             await asyncio.sleep(0.25)
 
-    async def run(self, rate: float, duration_s: float, max_in_flight: int = 256) -> None:
-        """Commands at `rate` per second for `duration_s`, then every one of them finished."""
+    async def run(self, rate: float, duration_s: float, max_in_flight: int = 800) -> None:
+        """Commands at `rate` per second for `duration_s`, then every one of them finished.
+
+        The town's apps are many independent clients: one service's outage must not hold
+        up the others' commands, so the cap on calls in flight is wide enough to hold a
+        service's retries for several seconds (256 filled in ~3 s of a casework restart and
+        stalled the whole mix). It stays below a server's 1,000 concurrent RPCs."""
         stop = asyncio.Event()
         finder = asyncio.create_task(self.discover_cases(stop))
         slots = asyncio.Semaphore(max_in_flight)
