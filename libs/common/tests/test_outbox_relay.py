@@ -16,12 +16,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from ganshou_common.eventstore import ANY_VERSION, NewEvent, StreamAppend, StreamVersionConflict
 from ganshou_common.eventstore.postgres import PostgresEventStore
 from ganshou_common.migrate import migrate
-from ganshou_common.testing.kafka import read_topic
+from ganshou_common.outbox.relay import CachedPartitioner, publish
+from ganshou_common.testing.kafka import read_records, read_topic
 from ganshou_common.testing.procs import free_port, kill, spawn_module
 
 pytestmark = pytest.mark.integration
@@ -122,3 +125,31 @@ async def test_every_committed_event_is_published_in_order_despite_kills(
     assert not any(v.startswith(b"rb:") for v in published.values()), "a rolled-back event was published"
     for stream, versions in first_seen.items():
         assert versions == list(range(1, len(versions) + 1)), f"{stream} out of order: {versions}"
+
+
+async def test_batches_land_where_send_would_put_them_in_order(kafka_bootstrap: str, unique_topic: str) -> None:
+    """publish() builds record batches itself: each key's messages must land in the
+    partition aiokafka's send() (murmur2) picks, in order, also when a batch fills up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(unique_topic, num_partitions=3, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True,
+                                max_batch_size=2048)  # a few dozen messages a batch: many batches
+    await producer.start()
+    try:
+        messages = [(f"stream-{i % 7}".encode(), f"{i % 7}:{i // 7}".encode()) for i in range(700)]
+        deliveries = await publish(producer, unique_topic, messages, CachedPartitioner())
+        assert len(deliveries) > 3
+        await asyncio.gather(*deliveries)
+        partitions = sorted(await producer.partitions_for(unique_topic))
+        expected = {k: DefaultPartitioner()(k, partitions, partitions) for k, _ in messages}
+    finally:
+        await producer.stop()
+    records = await read_records(kafka_bootstrap, unique_topic)
+    assert sorted(r.value for r in records) == sorted(v for _, v in messages)
+    seen: dict[bytes, list[int]] = {}
+    for r in records:
+        assert r.partition == expected[r.key]
+        seen.setdefault(r.key, []).append(int(r.value.split(b":")[1]))
+    assert all(v == list(range(100)) for v in seen.values())

@@ -44,19 +44,18 @@ class ConfirmedTable(faust.Table):
     async def confirm(self) -> None:
         """Return once every changelog write made so far is acknowledged by the broker."""
         while self.unconfirmed:
-            fut, (partition, key) = next(iter(self.unconfirmed.items()))
-            try:
-                # Awaiting a settled future does not yield, and _settled runs only on a later
-                # turn of the loop: drop the entry here or this loop would spin on it.
-                await asyncio.shield(fut)
-            except Exception as exc:  # the producer gave up on it: send the row as it is now
-                row = self.data.get(key)
-                log.warning("changelog_write_failed", table=self.name, resent=row is not None,
-                            error=f"{type(exc).__name__}: {exc}")
-                if row is not None:  # None: the partition moved away; never send a tombstone
-                    self.send_changelog(partition, key, row)
-            finally:
+            waiting = list(self.unconfirmed.items())
+            # asyncio.wait, not gather: a commit cancelled mid-way must not cancel the writes.
+            await asyncio.wait([fut for fut, _ in waiting])
+            for fut, (partition, key) in waiting:
+                # Dropped here too: _settled runs only on a later turn of the event loop.
                 self.unconfirmed.pop(fut, None)
+                error = "cancelled" if fut.cancelled() else fut.exception()
+                if error is not None:  # the producer gave up: send the row as it is now
+                    row = self.data.get(key)
+                    log.warning("changelog_write_failed", table=self.name, resent=row is not None, error=repr(error))
+                    if row is not None:  # None: the partition moved away; never send a tombstone
+                        self.send_changelog(partition, key, row)
 
 
 def confirm_before_commit(app: faust.App, tables: list[ConfirmedTable]) -> None:
