@@ -2,8 +2,7 @@
 row per stream (its last applied version and its state), backed by a changelog topic.
 
 Exactness: each event costs one table write (the row, version included), so the
-dedupe marker and the contribution can never drift apart after a crash; offsets are
-committed only once those writes are on the broker (confirmed_changelog.py). The figures are
+dedupe marker and the contribution can never drift apart after a crash. The figures are
 kept in memory as sums of the rows' facts and recomputed from the tables after every
 recovery or rebalance. faust's exactly_once is not relied on.
 
@@ -29,7 +28,6 @@ from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
-from ganshou_metrics.adapters.confirmed_changelog import ConfirmedTable, confirm_before_commit
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
@@ -58,7 +56,6 @@ class Projection:
             # replacement takes over its partitions quickly.
             broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
             broker_credentials=faust_credentials(),
-            Table=ConfirmedTable,
         )
         self.tables: dict[str, faust.Table] = {}
         self.consumer_name = f"metrics-g{generation}"
@@ -73,7 +70,6 @@ class Projection:
             self.tables[service] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
-        confirm_before_commit(self.app, list(self.tables.values()))
 
     def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
         async def project(stream):
