@@ -28,6 +28,7 @@ from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
+from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
@@ -58,11 +59,15 @@ class Projection:
             broker_credentials=faust_credentials(),
         )
         self.tables: dict[str, faust.Table] = {}
+        self.processed = ProcessedOffsets()
+        self.source_topics: set[str] = set()
+        self._guarded = False
         self.consumer_name = f"metrics-g{generation}"
         self.dead_letters = self.app.topic(dead_letter_topic("metrics"), key_type=bytes, value_type=bytes,
                                            value_serializer="raw", key_serializer="raw")
         for service in SERVICES:
             name = (topics or {}).get(service, events_topic(service))
+            self.source_topics.add(name)
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
@@ -70,33 +75,47 @@ class Projection:
             self.tables[service] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
+        self.app.on_partitions_revoked.connect(self._forget_offsets)
 
     def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
         async def project(stream):
+            self._guard_commits()
             async for event in stream.events():
-                value = event.value
-                try:
-                    env = decode(value)
-                    checked_payload(env)
-                    key = env.stream_id
-                    old = table.get(key)
-                    new = apply(old, env)
-                except (Nonsense, PoisonMessage) as exc:
-                    await self._dead_letter(event, topic, exc.reason, exc.detail)
-                    continue
-                except (DecodeError, KeyError, ValueError, TypeError) as exc:
-                    await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
-                    continue
-                if new is None:
-                    PROJECTED.labels(topic, "duplicate").inc()
-                    continue
-                table[key] = new  # the one durable write for this event
-                self.figures.replace(old, new)
-                self.figures.events += 1
-                PROJECTED.labels(topic, "applied").inc()
-                self.changed.set()
+                await self._project(event, topic, table)
+                msg = event.message
+                self.processed.handled(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
+
+    async def _project(self, event, topic: str, table: faust.Table) -> None:
+        try:
+            env = decode(event.value)
+            checked_payload(env)
+            key = env.stream_id
+            old = table.get(key)
+            new = apply(old, env)
+        except (Nonsense, PoisonMessage) as exc:
+            await self._dead_letter(event, topic, exc.reason, exc.detail)
+            return
+        except (DecodeError, KeyError, ValueError, TypeError) as exc:
+            await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
+            return
+        if new is None:
+            PROJECTED.labels(topic, "duplicate").inc()
+            return
+        table[key] = new  # the one durable write for this event
+        self.figures.replace(old, new)
+        self.figures.events += 1
+        PROJECTED.labels(topic, "applied").inc()
+        self.changed.set()
+
+    def _guard_commits(self) -> None:
+        if not self._guarded:  # once, when the first agent starts (the consumer exists by then)
+            commit_only_processed(self.app.consumer, self.processed, self.source_topics)
+            self._guarded = True
+
+    async def _forget_offsets(self, *args, **kwargs) -> None:
+        self.processed.forget()
 
     async def _dead_letter(self, event, topic: str, reason: str, detail: str) -> None:
         """Poison: recorded on the dead-letter topic with its reason and counted; the
