@@ -9,7 +9,9 @@ events dead-lettered). Here the agent records each offset it handled, and the of
 committed for a source partition is the first one it has not: a skipped message holds
 the partition back until faust delivers it again (it seeks to the committed offset after
 every rebalance), so nothing is passed over. Events handled twice are skipped by the
-rows' versions.
+rows' versions. Limit: a real gap in a source partition's offsets (none here: idempotent,
+non-transactional producers and unlimited retention) would hold its commits there for
+good — safe, but every restart would re-read from that point.
 """
 
 from __future__ import annotations
