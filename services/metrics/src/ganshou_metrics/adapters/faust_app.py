@@ -2,7 +2,8 @@
 row per stream (its last applied version and its state), backed by a changelog topic.
 
 Exactness: each event costs one table write (the row, version included), so the
-dedupe marker and the contribution can never drift apart after a crash. The figures are
+dedupe marker and the contribution can never drift apart after a crash; a source offset
+is committed only once the agent handled every event below it (processed_offsets.py). The figures are
 kept in memory as sums of the rows' facts and recomputed from the tables after every
 recovery or rebalance. faust's exactly_once is not relied on.
 
