@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ganshou_common.commands import execute, fingerprint
-from ganshou_common.errors import InvalidArgument, RequestIdReused
+from ganshou_common.errors import FailedPrecondition, InvalidArgument, RequestIdReused
 from ganshou_common.eventstore import (
     ANY_VERSION,
     NO_STREAM,
@@ -96,13 +96,29 @@ async def test_a_retried_request_returns_the_first_result_and_appends_nothing(st
     fp = fingerprint("PlaceOrder", b"body")
     assert await execute(store, "req-1", fp, decide) == b"v1"
     assert await execute(store, "req-1", fp, decide) == b"v1"
-    assert calls == 1 and len(await store.read_stream("order-1")) == 1
+    assert len(await store.read_stream("order-1")) == 1  # the retry's decision was rolled back
 
     with pytest.raises(RequestIdReused):
         await execute(store, "req-1", fingerprint("PlaceOrder", b"other body"), decide)
     with pytest.raises(InvalidArgument) as err:
         await execute(store, "", fp, decide)
     assert err.value.violations[0].field == "request_id"
+
+
+async def test_a_retry_whose_decision_no_longer_holds_answers_as_the_first_time(store) -> None:
+    """The first attempt moved the stream on, so deciding again is refused (a case already
+    resolved, say): the retry still gets the first answer, not the refusal."""
+    async def decide(tx) -> bytes:
+        if await tx.stream_version("case-9") > 0:
+            raise FailedPrecondition("already resolved")
+        await tx.append(StreamAppend("case-9", "case", NO_STREAM, [ev(1)]))
+        return b"resolved"
+
+    fp = fingerprint("ResolveCase", b"case-9")
+    assert await execute(store, "req-9", fp, decide) == b"resolved"
+    assert await execute(store, "req-9", fp, decide) == b"resolved"
+    with pytest.raises(FailedPrecondition):  # another request is refused as before
+        await execute(store, "req-10", fp, decide)
 
 
 async def test_concurrent_retries_of_one_request_append_once(store) -> None:

@@ -153,3 +153,18 @@ async def test_batches_land_where_send_would_put_them_in_order(kafka_bootstrap: 
         assert r.partition == expected[r.key]
         seen.setdefault(r.key, []).append(int(r.value.split(b":")[1]))
     assert all(v == list(range(100)) for v in seen.values())
+
+
+async def test_no_commit_notifies(pg_database: str) -> None:
+    """The relay polls: a NOTIFY in a command's transaction would take a database-wide lock
+    through its commit's disk flush, and every command's commit would queue behind the last
+    (0003_outbox_polled.sql)."""
+    await migrate(pg_database)
+    conn = await asyncpg.connect(pg_database)
+    try:
+        notifying = await conn.fetch(
+            "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+            "WHERE NOT t.tgisinternal AND p.prosrc ILIKE '%notify%'")
+    finally:
+        await conn.close()
+    assert notifying == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
-from ganshou_common.errors import InvalidArgument, RequestIdReused
+from ganshou_common.errors import DomainError, InvalidArgument, RequestIdReused, Unavailable
 from ganshou_common.eventstore.model import EventStore, RequestAlreadyRecorded, StreamVersionConflict, Transaction
 
 Decide = Callable[[Transaction], Awaitable[bytes]]
@@ -32,7 +32,8 @@ async def execute(
 
     `decide` loads what it needs, appends its events and returns the serialized response.
     A version conflict re-runs it on fresh state (up to `conflict_retries` times), since
-    the command was decided on a stale read; the last conflict propagates (ABORTED).
+    the command was decided on a stale read; the last conflict propagates (ABORTED). A
+    retry of a recorded request may run `decide` again, but only to be rolled back.
     """
     if not request_id:
         raise InvalidArgument.field("request_id", "required: a client-chosen id that makes retries safe")
@@ -40,21 +41,33 @@ async def execute(
         raise InvalidArgument.field("request_id", "at most 128 characters")
     for attempt in range(conflict_retries + 1):
         try:
+            # The request is not looked up first: a retry is rare, and its record's unique
+            # key refuses it at the end anyway (one round trip fewer for every command).
             async with store.transaction() as tx:
-                # Checked inside the transaction: one connection, one round trip fewer.
-                prior = await tx.find_request(request_id)
-                if prior is not None:
-                    return _replay(prior.fingerprint, fp, request_id, prior.result)
                 result = await decide(tx)
                 await tx.record_request(request_id, fp, result)
             return result
-        except RequestAlreadyRecorded:
-            # A concurrent retry of the same request committed first: answer as it did.
-            prior = await store.find_request(request_id)
-            if prior is None:  # cannot happen: the conflicting row was committed
-                raise RuntimeError(f"request {request_id} vanished after a conflict")
-            return _replay(prior.fingerprint, fp, request_id, prior.result)
-        except StreamVersionConflict:
-            if attempt == conflict_retries:
+        except DomainError as exc:
+            # Rolled back. A retry of a command that committed first ends here: its record
+            # was taken, its stream moved on, or its decision no longer holds (the case has
+            # moved on, the name is taken): answer as the first time.
+            prior = await _find(store, request_id, exc)
+            if prior is not None:
+                return _replay(prior.fingerprint, fp, request_id, prior.result)
+            if isinstance(exc, RequestAlreadyRecorded):  # cannot happen: the record was committed
+                raise RuntimeError(f"request {request_id} vanished after a conflict") from exc
+            if not isinstance(exc, StreamVersionConflict) or attempt == conflict_retries:
                 raise
+            # Decided on a stale read: decide again on fresh state.
     raise AssertionError("unreachable")
+
+
+async def _find(store: EventStore, request_id: str, failure: DomainError):
+    """The request's record, if any; when the store cannot say (it is down), the
+    command's own failure stands."""
+    if isinstance(failure, Unavailable):
+        return None
+    try:
+        return await store.find_request(request_id)
+    except Exception:
+        raise failure from None

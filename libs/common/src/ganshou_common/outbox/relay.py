@@ -109,16 +109,14 @@ async def new_producer(bootstrap: str) -> AIOKafkaProducer:
 
 class OutboxRelay:
     def __init__(self, dsn: str, bootstrap: str, topic: str, source: str, batch_size: int = 5000,
-                 gather_s: float = 0.02):
+                 poll_s: float = 0.02):
         self.dsn, self.bootstrap, self.topic, self.source = dsn, bootstrap, topic, source
-        self.batch_size, self.gather_s = batch_size, gather_s
-        self._wake = asyncio.Event()
+        self.batch_size, self.poll_s = batch_size, poll_s
         self._stopping = asyncio.Event()
         self._partitioner = CachedPartitioner()
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
 
     async def run(self) -> None:
         """Relay until stop(); survives broker and database outages by retrying."""
@@ -149,25 +147,18 @@ class OutboxRelay:
                     return
             LEADER.labels(self.source).set(1)
             log.info("relay_leader", topic=self.topic)
-            await conn.add_listener("ganshou_outbox", lambda *_: self._wake.set())
             producer = await new_producer(self.bootstrap)
             last_backlog = 0.0
             while not self._stopping.is_set():
-                self._wake.clear()
                 published = await self.relay_once(conn, producer)
                 if time.monotonic() - last_backlog > 1.0:
                     BACKLOG.labels(self.source).set(await conn.fetchval("SELECT count(*) FROM outbox"))
                     last_backlog = time.monotonic()
                 if published < self.batch_size:
-                    try:  # a notification wakes us at once; poll anyway in case one was lost
-                        await asyncio.wait_for(self._wake.wait(), 0.5)
-                    except TimeoutError:
-                        pass
-                    else:
-                        # The commits of the next few milliseconds join this batch: one fetch,
-                        # produce request and delete for many events instead of one each
-                        # (under load, most wakes found a single event).
-                        await self._sleep(self.gather_s)
+                    # Polled, not notified (NOTIFY serialises every commit, see 0003_outbox_polled.sql):
+                    # the commits of these milliseconds share the next fetch, produce request
+                    # and delete. An idle relay costs one empty index scan per poll.
+                    await self._sleep(self.poll_s)
         finally:
             LEADER.labels(self.source).set(0)
             if producer is not None:
