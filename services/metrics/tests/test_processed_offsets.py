@@ -1,5 +1,6 @@
-"""What the metrics worker may commit: only offsets its agent handled, never past one that
-faust's stream skipped (a skipped message is acked like a processed one). No broker."""
+"""What the metrics worker may commit: only offsets whose events are durable — handled, and
+their changelog writes acknowledged — never past one that faust's stream skipped (acked
+like a processed one) or whose write is still on its way or was lost. No broker."""
 
 from __future__ import annotations
 
@@ -14,48 +15,77 @@ TP = namedtuple("TP", "topic partition")
 SOURCE, CHANGELOG = TP("ganshou.casework.events.v1", 2), TP("metrics-streams-casework-changelog", 2)
 
 
+def handle(p: ProcessedOffsets, offsets, committed) -> None:
+    for offset in offsets:
+        p.received(SOURCE, offset, committed)
+        p.done(SOURCE, offset)
+
+
 def test_contiguous_events_advance_the_offset():
     p = ProcessedOffsets()
-    for offset in range(100, 110):
-        p.handled(SOURCE, offset, committed=100)
+    handle(p, range(100, 110), committed=100)
     assert p.committable(SOURCE) == 110
 
 
 def test_a_skipped_event_holds_the_partition_back_until_it_comes_again():
     p = ProcessedOffsets()
-    for offset in (100, 101, 105, 106):  # 102-104 skipped by the stream
-        p.handled(SOURCE, offset, committed=100)
+    handle(p, (100, 101, 105, 106), committed=100)  # 102-104 skipped by the stream
     assert p.committable(SOURCE) == 102
-    for offset in range(102, 108):  # faust seeks back and delivers them again
-        p.handled(SOURCE, offset, committed=102)
+    handle(p, range(102, 108), committed=102)  # faust seeks back and delivers them again
     assert p.committable(SOURCE) == 108
 
 
 def test_events_skipped_before_the_first_one_handled_are_not_passed_over():
     p = ProcessedOffsets()
-    p.handled(SOURCE, 4000, committed=3000)
+    handle(p, [4000], committed=3000)
     assert p.committable(SOURCE) == 3000
+
+
+def test_a_write_not_yet_acknowledged_holds_the_partition_back():
+    p = ProcessedOffsets()
+    for offset in range(10, 15):
+        p.received(SOURCE, offset, committed=10)
+    for offset in (10, 12, 13):  # 11's changelog write is still on its way (or was lost)
+        p.done(SOURCE, offset)
+    assert p.committable(SOURCE) == 11
+    p.done(SOURCE, 11)  # acknowledged at last: the partition moves past everything done
+    assert p.committable(SOURCE) == 14
+
+
+def test_the_first_event_received_sets_the_floor_even_if_a_later_one_completes_first():
+    p = ProcessedOffsets()
+    p.received(SOURCE, 0, committed=None)
+    p.received(SOURCE, 1, committed=None)
+    p.done(SOURCE, 1)  # a duplicate, done at once; 0's write is pending
+    assert p.committable(SOURCE) == 0
 
 
 def test_nothing_handled_nothing_committed_and_a_rebalance_starts_afresh():
     p = ProcessedOffsets()
     assert p.committable(SOURCE) is None
-    p.handled(SOURCE, 0, committed=None)
+    handle(p, [0], committed=None)
+    p.received(SOURCE, 1, committed=None)
     p.forget()
+    p.done(SOURCE, 1)  # a write from before the rebalance: the event comes again anyway
     assert p.committable(SOURCE) is None
-    p.handled(SOURCE, 50, committed=50)
+    handle(p, [50], committed=50)
     assert p.committable(SOURCE) == 51
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=200))
-def test_never_past_an_event_not_handled(delivered):
-    """Whatever the stream skips, everything below the committable offset was handled."""
+@given(st.lists(st.sampled_from(["skipped", "done", "pending"]), min_size=1, max_size=200), st.randoms())
+def test_never_past_an_event_not_durable(fates, rnd):
+    """Whatever the stream skips and in whatever order writes complete, everything below
+    the committable offset is durable."""
     p = ProcessedOffsets()
-    handled = {n for n, ok in enumerate(delivered) if ok}
-    for n in sorted(handled):
-        p.handled(SOURCE, n, committed=0)
+    received = [n for n, fate in enumerate(fates) if fate != "skipped"]
+    for n in received:
+        p.received(SOURCE, n, committed=0)
+    finished = [n for n in received if fates[n] == "done"]
+    rnd.shuffle(finished)
+    for n in finished:
+        p.done(SOURCE, n)
     offset = p.committable(SOURCE) or 0
-    assert set(range(offset)) <= handled
+    assert set(range(offset)) <= set(finished)
 
 
 class FaustConsumer:
@@ -69,10 +99,10 @@ class FaustConsumer:
         return 5000  # faust's view: every acked message, skipped ones included
 
 
-def test_the_consumer_commits_the_handled_offset_for_source_topics_only():
+def test_the_consumer_commits_the_durable_offset_for_source_topics_only():
     consumer, p = FaustConsumer(), ProcessedOffsets()
     commit_only_processed(consumer, p, {SOURCE.topic})
-    p.handled(SOURCE, 10, committed=10)
+    handle(p, [10], committed=10)
     assert consumer._new_offset(SOURCE) == 11
     assert consumer._new_offset(CHANGELOG) == 5000
     assert consumer.asked == [SOURCE, CHANGELOG]  # faust still prunes its acked offsets

@@ -3,8 +3,8 @@ row per stream (its last applied version and its state), backed by a changelog t
 
 Exactness: each event costs one table write (the row, version included), so the
 dedupe marker and the contribution can never drift apart after a crash; a source offset
-is committed only once the agent handled every event below it (processed_offsets.py). The figures are
-kept in memory as sums of the rows' facts and recomputed from the tables after every
+is committed only once every event below it is durable: handled, and its changelog write
+acknowledged by the broker (processed_offsets.py). The figures are kept in memory as sums of the rows' facts and recomputed from the tables after every
 recovery or rebalance. faust's exactly_once is not relied on.
 
 With several workers, each owns some partitions and its figures cover those; this
@@ -17,6 +17,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
+from functools import partial
 
 import faust
 from google.protobuf.message import DecodeError
@@ -82,13 +83,23 @@ class Projection:
         async def project(stream):
             self._guard_commits()
             async for event in stream.events():
-                await self._project(event, topic, table)
                 msg = event.message
-                self.processed.handled(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
+                self.processed.received(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
+                written = await self._project(event, topic, table)
+                if written is None:
+                    self.processed.done(msg.tp, msg.offset)
+                else:  # committable once the broker has it (a failed write never is)
+                    written.add_done_callback(partial(self._written, msg.tp, msg.offset))
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
 
-    async def _project(self, event, topic: str, table: faust.Table) -> None:
+    def _written(self, tp, offset: int, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.processed.done(tp, offset)
+
+    async def _project(self, event, topic: str, table: faust.Table) -> asyncio.Future | None:
+        """Apply one event; the write its offset must wait for (its row's changelog
+        message, or its dead letter), None when it wrote nothing."""
         try:
             env = decode(event.value)
             checked_payload(env)
@@ -96,19 +107,21 @@ class Projection:
             old = table.get(key)
             new = apply(old, env)
         except (Nonsense, PoisonMessage) as exc:
-            await self._dead_letter(event, topic, exc.reason, exc.detail)
-            return
+            return await self._dead_letter(event, topic, exc.reason, exc.detail)
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
-            await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
-            return
+            return await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
         if new is None:
             PROJECTED.labels(topic, "duplicate").inc()
-            return
-        table[key] = new  # the one durable write for this event
+            return None
+        # The one durable write for this event. What `table[key] = new` does, keeping the
+        # changelog message's future (resolved when the broker acknowledges it).
+        written = table.send_changelog(table.partition_for_key(key), key, new)
+        table.data[key] = new
         self.figures.replace(old, new)
         self.figures.events += 1
         PROJECTED.labels(topic, "applied").inc()
         self.changed.set()
+        return written
 
     def _guard_commits(self) -> None:
         if not self._guarded:  # once, when the first agent starts (the consumer exists by then)
@@ -118,7 +131,7 @@ class Projection:
     async def _forget_offsets(self, *args, **kwargs) -> None:
         self.processed.forget()
 
-    async def _dead_letter(self, event, topic: str, reason: str, detail: str) -> None:
+    async def _dead_letter(self, event, topic: str, reason: str, detail: str) -> asyncio.Future:
         """Poison: recorded on the dead-letter topic with its reason and counted; the
         projection goes on with the next event."""
         PROJECTED.labels(topic, "dead_lettered").inc()
@@ -129,7 +142,8 @@ class Projection:
         headers = [("reason", reason.encode()), ("detail", detail[:1000].encode()),
                    ("consumer", self.consumer_name.encode()), ("source_topic", msg.topic.encode()),
                    ("source_partition", str(msg.partition).encode()), ("source_offset", str(msg.offset).encode())]
-        await self.dead_letters.send(key=event.key, value=event.value or b"", headers=headers)
+        # Sent now (force), not attached to the offset's commit: the offset waits for it.
+        return await self.dead_letters.send(key=event.key, value=event.value or b"", headers=headers, force=True)
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
         """Create the tables' changelog topics (compacted, as many partitions as the source

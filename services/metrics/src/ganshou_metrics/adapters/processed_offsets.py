@@ -1,17 +1,24 @@
-"""Commit a source partition's offset only as far as the agent has processed every event.
+"""Commit a source partition's offset only as far as every event below it is durable.
 
-faust commits the offsets of acked messages, and its stream acks a message it *skips*
-like one it processed: it skips every message while flow control is suspended (during a
-rebalance's recovery) or when the message is of an older consumer generation. In the
-soak, a worker whose recovery stalled after a broker restart committed offsets far past
-the events it had projected, and its replacement never projected them (rows lost, later
-events dead-lettered). Here the agent records each offset it handled, and the offset
-committed for a source partition is the first one it has not: a skipped message holds
-the partition back until faust delivers it again (it seeks to the committed offset after
-every rebalance), so nothing is passed over. Events handled twice are skipped by the
-rows' versions. Limit: a real gap in a source partition's offsets (none here: idempotent,
-non-transactional producers and unlimited retention) would hold its commits there for
-good — safe, but every restart would re-read from that point.
+faust commits the offsets of acked messages, and two things let that run ahead of what a
+replacement worker can recover. Its stream acks a message it *skips* like one it
+processed (it skips every message while flow control is suspended, during a rebalance's
+recovery, or when the message is of an older consumer generation). And a table write is
+only queued when the agent moves on: its changelog message waits in faust's producer
+buffer and then in aiokafka's, and faust's flush before a commit gives up after 0.1 s
+without progress (a broker restart) and does not wait for batches already in flight.
+The soak showed both as offsets committed past rows never written to the changelog: the
+replacement worker never projected them (rows lost, later events dead-lettered).
+
+Here the agent marks each event received (in the stream's order) and done once its
+changelog write is acknowledged by the broker, or at once when it wrote nothing (a
+duplicate, a dead letter). The offset committed for a source partition is the first one
+not done: a skipped message, or a write lost or still on its way, holds the partition
+back, and a restarted worker reads from there (faust seeks to the committed offset after
+every rebalance too). Events handled twice are skipped by the rows' versions. Limit: an
+offset that never completes (a real gap in a source partition, none here: idempotent,
+non-transactional producers and unlimited retention) holds that partition's commits for
+good — safe, but every restart re-reads from that point.
 """
 
 from __future__ import annotations
@@ -21,20 +28,30 @@ from typing import Any
 
 
 class ProcessedOffsets:
-    """Per partition, the first offset not yet handled (every offset below it was)."""
+    """Per partition, the first offset not yet done (every offset below it is)."""
 
     def __init__(self) -> None:
         self._floor: dict[Any, int] = {}
+        self._done: dict[Any, set[int]] = {}  # done offsets above the floor (completed out of order)
 
-    def handled(self, tp: Any, offset: int, committed: int | None) -> None:
-        floor = self._floor.get(tp)
-        if floor is None:
+    def received(self, tp: Any, offset: int, committed: int | None) -> None:
+        """An event the agent is about to handle, in the order the stream delivers them."""
+        if tp not in self._floor:
             # The first event here since start or a rebalance: the partition resumes at its
             # committed offset; an event past it means the ones between were skipped.
-            floor = offset if committed is None else min(offset, committed)
-        if offset == floor:
+            self._floor[tp] = offset if committed is None else min(offset, committed)
+
+    def done(self, tp: Any, offset: int) -> None:
+        """The event's effect is durable (its changelog write acknowledged, or none needed)."""
+        floor = self._floor.get(tp)
+        if floor is None or offset < floor:
+            return  # from before a rebalance: faust delivers it again from the committed offset
+        done = self._done.setdefault(tp, set())
+        done.add(offset)
+        while floor in done:
+            done.remove(floor)
             floor += 1
-        self._floor[tp] = floor  # an offset past the floor leaves a hole: the floor waits
+        self._floor[tp] = floor
 
     def committable(self, tp: Any) -> int | None:
         return self._floor.get(tp)
@@ -42,6 +59,7 @@ class ProcessedOffsets:
     def forget(self) -> None:
         """After a rebalance: partitions may have moved, and faust seeks to the committed offsets."""
         self._floor.clear()
+        self._done.clear()
 
 
 def commit_only_processed(consumer: Any, processed: ProcessedOffsets, topics: Collection[str]) -> None:
