@@ -106,3 +106,12 @@ def test_the_consumer_commits_the_durable_offset_for_source_topics_only():
     assert consumer._new_offset(SOURCE) == 11
     assert consumer._new_offset(CHANGELOG) == 5000
     assert consumer.asked == [SOURCE, CHANGELOG]  # faust still prunes its acked offsets
+
+
+def test_offsets_the_stream_passes_over_are_counted():
+    p = ProcessedOffsets()
+    assert p.received(SOURCE, 100, committed=100) == 0
+    assert p.received(SOURCE, 101, committed=100) == 0
+    assert p.received(SOURCE, 105, committed=100) == 3  # 102-104 never reached the agent
+    q = ProcessedOffsets()
+    assert q.received(SOURCE, 4000, committed=3000) == 1000  # resumed past its committed offset

@@ -84,7 +84,10 @@ class Projection:
             self._guard_commits()
             async for event in stream.events():
                 msg = event.message
-                self.processed.received(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
+                skipped = self.processed.received(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
+                if skipped:  # held back by the commit guard; seen again after a restart or rebalance
+                    log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
+                                before=msg.offset, count=skipped)
                 written = await self._project(event, topic, table)
                 if written is None:
                     self.processed.done(msg.tp, msg.offset)

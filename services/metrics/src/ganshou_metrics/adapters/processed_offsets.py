@@ -33,13 +33,18 @@ class ProcessedOffsets:
     def __init__(self) -> None:
         self._floor: dict[Any, int] = {}
         self._done: dict[Any, set[int]] = {}  # done offsets above the floor (completed out of order)
+        self._next: dict[Any, int] = {}  # the offset expected next from the stream
 
-    def received(self, tp: Any, offset: int, committed: int | None) -> None:
-        """An event the agent is about to handle, in the order the stream delivers them."""
+    def received(self, tp: Any, offset: int, committed: int | None) -> int:
+        """An event the agent is about to handle, in the order the stream delivers them;
+        how many offsets the stream passed over just before it (0 when none)."""
         if tp not in self._floor:
             # The first event here since start or a rebalance: the partition resumes at its
             # committed offset; an event past it means the ones between were skipped.
             self._floor[tp] = offset if committed is None else min(offset, committed)
+        expected = self._next.get(tp, self._floor[tp])
+        self._next[tp] = offset + 1
+        return max(0, offset - expected)
 
     def done(self, tp: Any, offset: int) -> None:
         """The event's effect is durable (its changelog write acknowledged, or none needed)."""
@@ -60,6 +65,7 @@ class ProcessedOffsets:
         """After a rebalance: partitions may have moved, and faust seeks to the committed offsets."""
         self._floor.clear()
         self._done.clear()
+        self._next.clear()
 
 
 def commit_only_processed(consumer: Any, processed: ProcessedOffsets, topics: Collection[str]) -> None:
