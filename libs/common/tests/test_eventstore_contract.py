@@ -105,19 +105,22 @@ async def test_a_retried_request_returns_the_first_result_and_appends_nothing(st
     assert err.value.violations[0].field == "request_id"
 
 
-async def test_a_retry_whose_decision_no_longer_holds_answers_as_the_first_time(store) -> None:
-    """The first attempt moved the stream on, so deciding again is refused (a case already
-    resolved, say): the retry still gets the first answer, not the refusal."""
+@pytest.mark.parametrize("refusal", [FailedPrecondition("already resolved"),
+                                     RuntimeError("duplicate key value violates unique constraint")])
+async def test_a_retry_whose_decision_no_longer_holds_answers_as_the_first_time(store, refusal) -> None:
+    """The first attempt moved the stream on, so deciding again fails (a case already
+    resolved; an id the command derives already in use): the retry still gets the first
+    answer, not the failure."""
     async def decide(tx) -> bytes:
         if await tx.stream_version("case-9") > 0:
-            raise FailedPrecondition("already resolved")
+            raise refusal
         await tx.append(StreamAppend("case-9", "case", NO_STREAM, [ev(1)]))
         return b"resolved"
 
     fp = fingerprint("ResolveCase", b"case-9")
     assert await execute(store, "req-9", fp, decide) == b"resolved"
     assert await execute(store, "req-9", fp, decide) == b"resolved"
-    with pytest.raises(FailedPrecondition):  # another request is refused as before
+    with pytest.raises(type(refusal)):  # another request is refused as before
         await execute(store, "req-10", fp, decide)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
-from ganshou_common.errors import DomainError, InvalidArgument, RequestIdReused, Unavailable
+from ganshou_common.errors import InvalidArgument, RequestIdReused, Unavailable
 from ganshou_common.eventstore.model import EventStore, RequestAlreadyRecorded, StreamVersionConflict, Transaction
 
 Decide = Callable[[Transaction], Awaitable[bytes]]
@@ -47,10 +47,11 @@ async def execute(
                 result = await decide(tx)
                 await tx.record_request(request_id, fp, result)
             return result
-        except DomainError as exc:
+        except Exception as exc:
             # Rolled back. A retry of a command that committed first ends here: its record
-            # was taken, its stream moved on, or its decision no longer holds (the case has
-            # moved on, the name is taken): answer as the first time.
+            # was taken, its stream moved on, its decision no longer holds (the case has
+            # moved on, the name is taken) or an id it derives is in use (an import's keys):
+            # answer as the first time.
             prior = await _find(store, request_id, exc)
             if prior is not None:
                 return _replay(prior.fingerprint, fp, request_id, prior.result)
@@ -62,7 +63,7 @@ async def execute(
     raise AssertionError("unreachable")
 
 
-async def _find(store: EventStore, request_id: str, failure: DomainError):
+async def _find(store: EventStore, request_id: str, failure: Exception):
     """The request's record, if any; when the store cannot say (it is down), the
     command's own failure stands."""
     if isinstance(failure, Unavailable):
