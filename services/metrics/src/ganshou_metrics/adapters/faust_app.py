@@ -4,8 +4,9 @@ row per stream (its last applied version and its state), backed by a changelog t
 Exactness: each event costs one table write (the row, version included), so the
 dedupe marker and the contribution can never drift apart after a crash; a source offset
 is committed only once every event below it is durable: handled, and its changelog write
-acknowledged by the broker (processed_offsets.py). The figures are kept in memory as sums of the rows' facts and recomputed from the tables after every
-recovery or rebalance. faust's exactly_once is not relied on.
+acknowledged by the broker (processed_offsets.py). The figures are kept in memory as sums
+of the rows' facts and recomputed from the tables after every recovery or rebalance.
+faust's exactly_once is not relied on.
 
 With several workers, each owns some partitions and its figures cover those; this
 deployment runs one active worker (see docs/design.md).

@@ -11,8 +11,8 @@ The soak showed both as offsets committed past rows never written to the changel
 replacement worker never projected them (rows lost, later events dead-lettered).
 
 Here the agent marks each event received (in the stream's order) and done once its
-changelog write is acknowledged by the broker, or at once when it wrote nothing (a
-duplicate, a dead letter). The offset committed for a source partition is the first one
+changelog write (or its dead letter) is acknowledged by the broker, or at once when it
+wrote nothing (a duplicate). The offset committed for a source partition is the first one
 not done: a skipped message, or a write lost or still on its way, holds the partition
 back, and a restarted worker reads from there (faust seeks to the committed offset after
 every rebalance too). Events handled twice are skipped by the rows' versions. Limit: an
