@@ -67,8 +67,11 @@ class PrivateStack:
                                                capture_output=True).returncode == 0
 
     def destroy(self) -> None:
-        """Stop both and delete their data; the logs stay (in pytest's temporary folder)."""
+        """Stop both and delete their data; the logs stay (in pytest's temporary folder).
+        GANSHOU_KEEP_STACK_DATA=1 keeps the data too, to read a failed run's topics after it."""
         self.down()
+        if os.environ.get("GANSHOU_KEEP_STACK_DATA") == "1":
+            return
         pg = self.run / "postgres"
         if pg.is_symlink():
             shutil.copy(pg / "postgres.log", self.run / "logs" / "postgres-copy.log")
