@@ -63,6 +63,7 @@ class Projection:
         )
         self.tables: dict[str, faust.Table] = {}
         self.processed = ProcessedOffsets()
+        self._unacknowledged: dict[str, asyncio.Future] = {}  # stream → its row's write on its way
         self.source_topics: set[str] = set()
         self._guarded = False
         self.consumer_name = f"metrics-g{generation}"
@@ -97,6 +98,11 @@ class Projection:
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
 
+    def _acknowledged(self, key: str, fut: asyncio.Future) -> None:
+        # A failed write stays: the row is not durable, so neither is any event seen again.
+        if self._unacknowledged.get(key) is fut and not fut.cancelled() and fut.exception() is None:
+            del self._unacknowledged[key]
+
     def _written(self, tp, offset: int, fut: asyncio.Future) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self.processed.done(tp, offset)
@@ -116,11 +122,14 @@ class Projection:
             return await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
         if new is None:
             PROJECTED.labels(topic, "duplicate").inc()
-            return None
+            # Seen again after a rebalance's seek-back: durable once the row's last write is.
+            return self._unacknowledged.get(key)
         # The one durable write for this event. What `table[key] = new` does, keeping the
         # changelog message's future (resolved when the broker acknowledges it).
         written = table.send_changelog(table.partition_for_key(key), key, new)
         table.data[key] = new
+        self._unacknowledged[key] = written
+        written.add_done_callback(partial(self._acknowledged, key))
         self.figures.replace(old, new)
         self.figures.events += 1
         PROJECTED.labels(topic, "applied").inc()

@@ -15,7 +15,9 @@ changelog write (or its dead letter) is acknowledged by the broker, or at once w
 wrote nothing (a duplicate). The offset committed for a source partition is the first one
 not done: a skipped message, or a write lost or still on its way, holds the partition
 back, and a restarted worker reads from there (faust seeks to the committed offset after
-every rebalance too). Events handled twice are skipped by the rows' versions. Limit: an
+every rebalance too). The floors survive rebalances: a soak lost rows when they were
+started afresh after one (see forget). Events handled twice are skipped by the rows'
+versions; one seen again waits for its row's last write (faust_app.py). Limit: an
 offset that never completes (a real gap in a source partition, none here: idempotent,
 non-transactional producers and unlimited retention) holds that partition's commits for
 good — safe, but every restart re-reads from that point.
@@ -39,9 +41,11 @@ class ProcessedOffsets:
         """An event the agent is about to handle, in the order the stream delivers them;
         how many offsets the stream passed over just before it (0 when none)."""
         if tp not in self._floor:
-            # The first event here since start or a rebalance: the partition resumes at its
-            # committed offset; an event past it means the ones between were skipped.
-            self._floor[tp] = offset if committed is None else min(offset, committed)
+            # The first event here since the worker started: the partition resumed at its
+            # committed offset (an event past it means the ones between were skipped), or
+            # at the start of the topic when nothing was committed yet (a new group; the
+            # topics keep every event).
+            self._floor[tp] = 0 if committed is None else min(offset, committed)
         expected = self._next.get(tp, self._floor[tp])
         self._next[tp] = offset + 1
         return max(0, offset - expected)
@@ -50,7 +54,7 @@ class ProcessedOffsets:
         """The event's effect is durable (its changelog write acknowledged, or none needed)."""
         floor = self._floor.get(tp)
         if floor is None or offset < floor:
-            return  # from before a rebalance: faust delivers it again from the committed offset
+            return  # below the floor: known durable already
         done = self._done.setdefault(tp, set())
         done.add(offset)
         while floor in done:
@@ -62,9 +66,11 @@ class ProcessedOffsets:
         return self._floor.get(tp)
 
     def forget(self) -> None:
-        """After a rebalance: partitions may have moved, and faust seeks to the committed offsets."""
-        self._floor.clear()
-        self._done.clear()
+        """After a rebalance faust seeks back to the committed offsets. The floors stay: a
+        write still on its way holds its partition back across a rebalance too (clearing
+        them let the first event after one, still buffered from before and with faust's
+        committed offset not yet read back, set a floor past writes never acknowledged).
+        A partition that moved to another worker is not committed by this one."""
         self._next.clear()
 
 
