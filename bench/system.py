@@ -2,7 +2,7 @@
 
 - gRPC commands (RaiseDemand) through one intake replica, measured with ghz (a Go gRPC
   load tool): the most it sustains, and latency at a sweep of fixed rates (plotted);
-- the profile of the hottest process at full rate (py-spy), as collapsed stacks;
+- the profiles of the hottest process at full rate and of the projection (py-spy);
 - CPU-seconds per million events, by process, over the 500/s run;
 - freshness: a command acknowledged → its figure changed in WatchFigures, at 500/s;
 - projection rebuild (a new metrics generation) against a raw aiokafka consumer of the
@@ -10,7 +10,7 @@
 - memory of a metrics worker that has projected a million events;
 - scaling: two intake replicas and two metrics workers against one of each.
 
-Results: bench/results/system.json (+ grpc-latency.png, profile-intake.txt).
+Results: bench/results/system.json (+ grpc-latency.png, profile-intake.txt, profile-metrics.txt).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": round(val["VmRSS"], 1), "peak_rss_mb": round(val["VmHWM"], 1)}
 
 
-def profile(pid: int, seconds: int, out: Path) -> list[str]:
+def profile(pid: int, seconds: int, out: Path, title: str) -> list[str]:
     """py-spy's collapsed stacks of `pid`; the functions that take the most time (inclusive)."""
     raw = out.with_suffix(".raw")
     subprocess.run([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "-d", str(seconds), "-r", "100", "--format",
@@ -190,10 +190,10 @@ def profile(pid: int, seconds: int, out: Path) -> list[str]:
         stack, n = line.rsplit(" ", 1)
         total += int(n)
         for f in set(stack.split(";")):
-            if "ganshou" in f or "asyncpg" in f or "grpc" in f or "jwt" in f or "structlog" in f:
+            if any(m in f for m in ("ganshou", "asyncpg", "grpc", "jwt", "structlog", "faust", "aiokafka", "json")):
                 incl[f] += int(n)
     top = [f"{n / total:6.1%}  {f}" for f, n in incl.most_common(25)]
-    out.write_text("Inclusive share of py-spy samples (busy time) of intake serve at full rate\n" + "\n".join(top)
+    out.write_text(f"Inclusive share of py-spy samples (busy time) of {title}\n" + "\n".join(top)
                    + "\n")
     raw.unlink(missing_ok=True)
     return top[:10]
@@ -255,7 +255,7 @@ async def main() -> None:
                 # The most one replica sustains, profiled; then a sweep of fixed rates.
                 intake_pid = system.procs["intake"].popen.pid
                 prof = asyncio.create_task(asyncio.to_thread(profile, intake_pid, max(1, secs // 2),
-                                                             out_dir / "profile-intake.txt"))
+                                                             out_dir / "profile-intake.txt", "intake serve at full rate"))
                 r["grpc_max"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
                 r["hottest_path"] = await prof
                 sweep = []
@@ -317,7 +317,12 @@ async def main() -> None:
                 system.add_proc("mem", "ganshou_metrics", "worker", env, True)
                 system.spawn("mem")
                 await system.wait_ready("mem")
+                # The projection's own profile, while it works through the backlog.
+                prof = asyncio.create_task(asyncio.to_thread(
+                    profile, system.procs["mem"].popen.pid, 2 if tiny else 20, out_dir / "profile-metrics.txt",
+                    "the metrics worker projecting a backlog"))
                 took = await wait_projected(system, "mem", n, 60 if tiny else 3600)
+                r["metrics_hottest_path"] = await prof
                 r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid),
                                               "events_per_s": n / took}
                 system.kill("mem")

@@ -51,3 +51,44 @@ async def test_concurrent_commands_commit_together_and_a_bad_one_fails_alone(pg_
                 await committer.execute("stale", "fp", appender("s0", expected=NO_STREAM))
         finally:
             await committer.close()
+
+
+def reader_then_appender(stream: str):
+    """Reads its stream first, then appends at the version it read (as an aggregate does)."""
+    async def decide(tx) -> bytes:
+        events = await tx.read_stream(stream)
+        stored = await tx.append(StreamAppend(stream, "thing", len(events), [NewEvent("ganshou.test.v1.Happened", b"x")]))
+        return str(stored[-1].version).encode()
+
+    return decide
+
+
+async def test_batches_are_written_whole_and_each_command_sees_its_versions(pg_port: int) -> None:
+    async with migrated_store(pg_port) as store:
+        committer = GroupCommitter(store, workers=2)
+        try:
+            # Appends to five busy streams, and commands that read a stream of their own first.
+            streams = [f"t{i % 5}" if i % 4 else f"own{i}" for i in range(300)]
+            deciders = [appender(s) if i % 4 else reader_then_appender(s) for i, s in enumerate(streams)]
+            calls = [committer.execute(f"q{i}", "fp", d, key=streams[i]) for i, d in enumerate(deciders)]
+            calls.append(committer.execute("q7", "fp", deciders[7], key=streams[7]))  # the same request twice at once
+            results = await asyncio.gather(*calls)
+            assert results[-1] == results[7]
+            assert committer.batches["staged"] > 0  # one append and one record insert for the whole batch
+            for s in set(streams):
+                versions = [e.version for e in await store.read_stream(s)]
+                # Each command was told the version its event has.
+                assert sorted(int(results[i]) for i in range(300) if streams[i] == s) == versions
+                assert versions == list(range(1, len(versions) + 1))
+            assert await store.outbox_backlog() == 300
+            assert [(await store.find_request(f"q{i}")).result for i in range(300)] == results[:300]
+
+            # A command that reads a stream the batch already appended to cannot see those
+            # events in the database: its batch is written the careful way, with the same outcome.
+            before = committer.batches["careful"]
+            results = await asyncio.gather(*[committer.execute(f"w{i}", "fp", appender("w") if i % 2 else
+                                                               reader_then_appender("w"), key="w") for i in range(20)])
+            assert committer.batches["careful"] > before
+            assert sorted(int(r) for r in results) == [e.version for e in await store.read_stream("w")] == list(range(1, 21))
+        finally:
+            await committer.close()
