@@ -91,8 +91,8 @@ class Projection:
             async for batch in stream.take_events(BATCH, within=BATCH_WAIT_S):
                 for event in batch:
                     msg = event.message
-                    skipped = self.processed.received(msg.tp, msg.offset,
-                                                      self.app.consumer._committed_offset.get(msg.tp))
+                    committed = None if self.processed.tracks(msg.tp) else await self._committed(msg.tp)
+                    skipped = self.processed.received(msg.tp, msg.offset, committed)
                     if skipped:  # held back by the commit guard; seen again after a restart or rebalance
                         log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
                                     before=msg.offset, count=skipped)
@@ -133,6 +133,20 @@ class Projection:
                 self.processed.done(msg.tp, msg.offset)
             else:  # committable once the broker has it (a failed write never is)
                 write.add_done_callback(partial(self._written, msg.tp, msg.offset))
+
+    async def _committed(self, tp) -> int | None:
+        """The group's committed offset: faust's copy, or the broker's when faust has none
+        (it forgets its copy on revoke and reads it back only when it seeks; a soak saw a
+        restarted worker's first events arrive before that, and take 0 for the floor)."""
+        known = self.app.consumer._committed_offset.get(tp)
+        if known is not None:
+            return known
+        thread = self.app.consumer._thread
+        try:
+            return await thread.call_thread(thread._ensure_consumer().committed, tp)
+        except Exception as exc:  # noqa: BLE001 - the broker is away: the start of the topic is safe
+            log.warning("committed_offset_unknown", topic=tp.topic, partition=tp.partition, error=str(exc))
+            return None
 
     def _acknowledged(self, key: str, fut: asyncio.Future) -> None:
         # A failed write stays: the row is not durable, so neither is any event seen again.
