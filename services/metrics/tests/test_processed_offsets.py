@@ -9,7 +9,7 @@ from collections import namedtuple
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, Rewinds, commit_only_processed
+from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 
 TP = namedtuple("TP", "topic partition")
 SOURCE, CHANGELOG = TP("ganshou.casework.events.v1", 2), TP("metrics-streams-casework-changelog", 2)
@@ -146,27 +146,3 @@ def test_the_committed_offset_is_needed_only_for_a_partition_not_yet_tracked():
     assert p.tracks(SOURCE)
     p.done(SOURCE, 507)
     assert p.committable(SOURCE) == 508
-
-
-def test_a_gap_is_fetched_again_before_anything_after_it():
-    """The soak's case: a restarted worker's stream began 2,146 past the committed offset."""
-    r, p = Rewinds(), ProcessedOffsets()
-    assert p.received(SOURCE, 6480, committed=4334) == 2146
-    assert r.gap(SOURCE, 4334, now=0.0) == 4334  # seek there; 6480 is dropped
-    assert r.waiting(SOURCE, 6481, now=0.1) == (True, None)  # fetched before the seek: dropped too
-    for offset in range(4334, 6482):  # everything comes again, in order
-        assert r.waiting(SOURCE, offset, now=1.0) == (False, None)
-        assert p.received(SOURCE, offset, committed=4334) == 0
-        p.done(SOURCE, offset)
-    assert p.committable(SOURCE) == 6482
-
-
-def test_a_seek_that_brings_nothing_back_is_repeated_then_given_up():
-    r = Rewinds(retry_s=5.0, attempts=3)
-    r.gap(SOURCE, 100, now=0.0)
-    assert r.waiting(SOURCE, 120, now=1.0) == (True, None)
-    assert r.waiting(SOURCE, 121, now=6.0) == (True, 100)  # seek again
-    assert r.waiting(SOURCE, 122, now=12.0) == (True, 100)
-    assert r.waiting(SOURCE, 123, now=18.0) == (False, None)  # given up: the floor still holds
-    assert r.waiting(SOURCE, 124, now=19.0) == (False, None)
-    assert r.waiting(CHANGELOG, 5, now=0.0) == (False, None)  # other partitions are not held

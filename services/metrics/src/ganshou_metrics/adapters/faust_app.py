@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -32,7 +31,7 @@ from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.adapters.batches import Folded, fold, row_bytes, row_of
-from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, Rewinds, commit_only_processed
+from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.domain.projection import Figures
 
 log = logs.get("ganshou.metrics")
@@ -65,7 +64,6 @@ class Projection:
         )
         self.tables: dict[str, faust.Table] = {}
         self.processed = ProcessedOffsets()
-        self.rewinds = Rewinds()
         self._unacknowledged: dict[str, asyncio.Future] = {}  # stream → its row's write on its way
         self.source_topics: set[str] = set()
         self._guarded = False
@@ -91,24 +89,14 @@ class Projection:
             # Events come in batches (up to BATCH, or what BATCH_WAIT_S brings): each changed
             # stream's row is written once per batch, and every event waits for that write.
             async for batch in stream.take_events(BATCH, within=BATCH_WAIT_S):
-                taken = []
                 for event in batch:
                     msg = event.message
-                    drop, seek_to = self.rewinds.waiting(msg.tp, msg.offset, time.monotonic())
-                    if seek_to is not None:
-                        await self.app.consumer.seek(msg.tp, seek_to)
-                    if drop:  # past a gap being fetched again: it comes again after it
-                        continue
                     committed = None if self.processed.tracks(msg.tp) else await self._committed(msg.tp)
                     skipped = self.processed.received(msg.tp, msg.offset, committed)
-                    if skipped:  # faust passed over events: fetch them again before this one
+                    if skipped:  # held back by the commit guard; seen again after a restart or rebalance
                         log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
                                     before=msg.offset, count=skipped)
-                        await self.app.consumer.seek(msg.tp, self.rewinds.gap(msg.tp, msg.offset - skipped,
-                                                                              time.monotonic()))
-                        continue
-                    taken.append(event)
-                await self._project(fold(((e, e.value) for e in taken), lambda k: row_of(table.data.get(k))),
+                await self._project(fold(((e, e.value) for e in batch), lambda k: row_of(table.data.get(k))),
                                     topic, table)
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project

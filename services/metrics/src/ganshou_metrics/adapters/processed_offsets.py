@@ -78,45 +78,6 @@ class ProcessedOffsets:
         self._next.clear()
 
 
-class Rewinds:
-    """Events a stream passed over are fetched again, in order, before any after them.
-
-    faust drops what it fetches while its flow is suspended (a rebalance's recovery, a
-    restart's) and moves its read offset past it; nothing fetches those events again until
-    the next seek. A soak's restarted worker got a partition's events from 2,146 past its
-    committed offset: the floor held the commits back, but the live worker went on without
-    them (a case's later events found no row). When the agent sees a gap it seeks its
-    partition back to the first missing offset and drops what comes after it until that
-    one arrives (it all comes again). A seek that brings nothing back is repeated after
-    `retry_s`; after `attempts` seeks the gap is accepted (the floor still holds commits
-    below it, so a restarted worker reads it again)."""
-
-    def __init__(self, retry_s: float = 5.0, attempts: int = 3) -> None:
-        self.retry_s, self.attempts = retry_s, attempts
-        self._back: dict[Any, list] = {}  # partition → [first missing offset, seeks made, last seek's time]
-
-    def waiting(self, tp: Any, offset: int, now: float) -> tuple[bool, int | None]:
-        """For an event while its partition is being rewound: (drop it?, offset to seek to
-        again or None). Not rewinding, or the missing event is back: (False, None)."""
-        back = self._back.get(tp)
-        if back is None or offset <= back[0]:
-            if back is not None and offset == back[0]:
-                del self._back[tp]
-            return False, None
-        if now - back[2] < self.retry_s:
-            return True, None
-        if back[1] >= self.attempts:  # the events never came back: go on without them
-            del self._back[tp]
-            return False, None
-        back[1], back[2] = back[1] + 1, now
-        return True, back[0]
-
-    def gap(self, tp: Any, first_missing: int, now: float) -> int:
-        """The stream passed over events from `first_missing`: seek there (and drop this event)."""
-        self._back[tp] = [first_missing, 1, now]
-        return first_missing
-
-
 def commit_only_processed(consumer: Any, processed: ProcessedOffsets, topics: Collection[str]) -> None:
     """Make faust's consumer commit, for the given topics, only what the agents handled.
     Its own computation still runs (it prunes its list of acked offsets)."""
