@@ -133,16 +133,3 @@ def test_offsets_the_stream_passes_over_are_counted():
     assert p.received(SOURCE, 105, committed=100) == 3  # 102-104 never reached the agent
     q = ProcessedOffsets()
     assert q.received(SOURCE, 4000, committed=3000) == 1000  # resumed past its committed offset
-
-
-def test_the_committed_offset_is_needed_only_for_a_partition_not_yet_tracked():
-    """The worker asks the broker for it then (faust may not know it yet): once tracked, the
-    floor is the partition's own, across rebalances too."""
-    p = ProcessedOffsets()
-    assert not p.tracks(SOURCE)
-    p.received(SOURCE, 507, 507)
-    assert p.tracks(SOURCE) and p.received(SOURCE, 508, None) == 0
-    p.forget()
-    assert p.tracks(SOURCE)
-    p.done(SOURCE, 507)
-    assert p.committable(SOURCE) == 508

@@ -2,7 +2,7 @@
 
 A single durable commit costs a disk flush, which caps one-transaction-per-command
 throughput (~1,250/s here). The committer queues concurrent commands and runs each batch in
-one transaction on one connection, each command inside its own savepoint: a command that
+one transaction on one connection; the careful way, each command inside its own savepoint: a command that
 fails (a domain error, a version conflict) rolls back to its savepoint and fails alone;
 the others commit together. Callers get their result only after the batch has committed,
 so an acknowledged command is durable, exactly as with a transaction of its own.

@@ -1,11 +1,10 @@
 """The faust-streaming app: one agent per source topic, one table per topic holding one
 row per stream (its last applied version and its state), backed by a changelog topic.
 
-Exactness: a stream's row is written whole (version included), so the dedupe marker and
-the contribution can never drift apart after a crash; events come in batches and each
-changed row is written once per batch (batches.py). A source offset is committed only
-once every event below it is durable: handled, and its row's changelog write acknowledged
-by the broker (processed_offsets.py). The figures are kept in memory as sums
+Exactness: each event costs one table write (the row, version included), so the
+dedupe marker and the contribution can never drift apart after a crash; a source offset
+is committed only once every event below it is durable: handled, and its changelog write
+acknowledged by the broker (processed_offsets.py). The figures are kept in memory as sums
 of the rows' facts and recomputed from the tables after every recovery or rebalance.
 faust's exactly_once is not relied on.
 
@@ -22,20 +21,20 @@ from collections.abc import Callable
 from functools import partial
 
 import faust
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from ganshou.common.v1 import envelope_pb2
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs, faust_credentials
 from ganshou_common.schemas import load_all_schemas
-from ganshou_common.consumer import DEAD_LETTERS
+from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
+from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
-from ganshou_metrics.adapters.batches import Folded, fold, row_bytes, row_of
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
-from ganshou_metrics.domain.projection import Figures
+from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
-BATCH, BATCH_WAIT_S = 1000, 0.02  # the wait bounds what a batch adds to a figure's freshness
 PROJECTED = Counter("ganshou_metrics_projection_events_total", "Events seen by the projection, by outcome",
                     ["topic", "outcome"])
 
@@ -76,8 +75,7 @@ class Projection:
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
-                                   key_type=str, value_type=bytes,  # rows as JSON bytes (batches.py)
-                                   on_recover=self._recompute)
+                                   key_type=str, on_recover=self._recompute)
             self.tables[service] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
@@ -86,67 +84,19 @@ class Projection:
     def _agent(self, service: str, topic: str, table: faust.Table) -> Callable:
         async def project(stream):
             self._guard_commits()
-            # Events come in batches (up to BATCH, or what BATCH_WAIT_S brings): each changed
-            # stream's row is written once per batch, and every event waits for that write.
-            async for batch in stream.take_events(BATCH, within=BATCH_WAIT_S):
-                for event in batch:
-                    msg = event.message
-                    committed = None if self.processed.tracks(msg.tp) else await self._committed(msg.tp)
-                    skipped = self.processed.received(msg.tp, msg.offset, committed)
-                    if skipped:  # held back by the commit guard; seen again after a restart or rebalance
-                        log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
-                                    before=msg.offset, count=skipped)
-                await self._project(fold(((e, e.value) for e in batch), lambda k: row_of(table.data.get(k))),
-                                    topic, table)
+            async for event in stream.events():
+                msg = event.message
+                skipped = self.processed.received(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
+                if skipped:  # held back by the commit guard; seen again after a restart or rebalance
+                    log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
+                                before=msg.offset, count=skipped)
+                written = await self._project(event, topic, table)
+                if written is None:
+                    self.processed.done(msg.tp, msg.offset)
+                else:  # committable once the broker has it (a failed write never is)
+                    written.add_done_callback(partial(self._written, msg.tp, msg.offset))
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
-
-    async def _project(self, folded: Folded, topic: str, table: faust.Table) -> None:
-        """Write what a batch changed; each event's offset becomes committable once the
-        write it needs (its row's changelog message, or its dead letter) is acknowledged."""
-        for event, reason, detail in folded.rejected:
-            self._after(await self._dead_letter(event, topic, reason, detail), [event])
-        for key, change in folded.changes.items():
-            # What `table[key] = row` does, keeping the changelog message's future. A
-            # stream's events and its row share a partition.
-            raw = row_bytes(change.after)
-            written = table.send_changelog(change.last.message.partition, key, raw)
-            table.data[key] = raw
-            self._unacknowledged[key] = written
-            written.add_done_callback(partial(self._acknowledged, key))
-            self._after(written, change.covers)
-            self.figures.replace(change.before, change.after)
-        for event, key in folded.seen_before:
-            # Seen again after a rebalance's seek-back: durable once the row's last write is.
-            self._after(self._unacknowledged.get(key), [event])
-        covered = sum(len(c.covers) for c in folded.changes.values())
-        PROJECTED.labels(topic, "applied").inc(folded.applied)
-        PROJECTED.labels(topic, "duplicate").inc(covered - folded.applied + len(folded.seen_before))
-        if folded.changes:
-            self.figures.events += folded.applied
-            self.changed.set()
-
-    def _after(self, write: asyncio.Future | None, events: list) -> None:
-        for event in events:
-            msg = event.message
-            if write is None:
-                self.processed.done(msg.tp, msg.offset)
-            else:  # committable once the broker has it (a failed write never is)
-                write.add_done_callback(partial(self._written, msg.tp, msg.offset))
-
-    async def _committed(self, tp) -> int | None:
-        """The group's committed offset: faust's copy, or the broker's when faust has none
-        (it forgets its copy on revoke and reads it back only when it seeks; a soak saw a
-        restarted worker's first events arrive before that, and take 0 for the floor)."""
-        known = self.app.consumer._committed_offset.get(tp)
-        if known is not None:
-            return known
-        thread = self.app.consumer._thread
-        try:
-            return await thread.call_thread(thread._ensure_consumer().committed, tp)
-        except Exception as exc:  # noqa: BLE001 - the broker is away: the start of the topic is safe
-            log.warning("committed_offset_unknown", topic=tp.topic, partition=tp.partition, error=str(exc))
-            return None
 
     def _acknowledged(self, key: str, fut: asyncio.Future) -> None:
         # A failed write stays: the row is not durable, so neither is any event seen again.
@@ -156,6 +106,35 @@ class Projection:
     def _written(self, tp, offset: int, fut: asyncio.Future) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self.processed.done(tp, offset)
+
+    async def _project(self, event, topic: str, table: faust.Table) -> asyncio.Future | None:
+        """Apply one event; the write its offset must wait for (its row's changelog
+        message, or its dead letter), None when it wrote nothing."""
+        try:
+            env = decode(event.value)
+            checked_payload(env)
+            key = env.stream_id
+            old = table.get(key)
+            new = apply(old, env)
+        except (Nonsense, PoisonMessage) as exc:
+            return await self._dead_letter(event, topic, exc.reason, exc.detail)
+        except (DecodeError, KeyError, ValueError, TypeError) as exc:
+            return await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
+        if new is None:
+            PROJECTED.labels(topic, "duplicate").inc()
+            # Seen again after a rebalance's seek-back: durable once the row's last write is.
+            return self._unacknowledged.get(key)
+        # The one durable write for this event. What `table[key] = new` does, keeping the
+        # changelog message's future (resolved when the broker acknowledges it).
+        written = table.send_changelog(table.partition_for_key(key), key, new)
+        table.data[key] = new
+        self._unacknowledged[key] = written
+        written.add_done_callback(partial(self._acknowledged, key))
+        self.figures.replace(old, new)
+        self.figures.events += 1
+        PROJECTED.labels(topic, "applied").inc()
+        self.changed.set()
+        return written
 
     def _guard_commits(self) -> None:
         if not self._guarded:  # once, when the first agent starts (the consumer exists by then)
@@ -201,7 +180,7 @@ class Projection:
             await admin.close()
 
     async def _recompute(self, *args, **kwargs) -> None:
-        rows = [row_of(raw) for table in self.tables.values() for raw in table.values() if raw]
+        rows = [row for table in self.tables.values() for row in table.values() if row]
         figures = Figures.from_rows(rows)
         figures.events = sum(r["v"] for r in rows)
         self.figures = figures

@@ -37,10 +37,6 @@ class ProcessedOffsets:
         self._done: dict[Any, set[int]] = {}  # done offsets above the floor (completed out of order)
         self._next: dict[Any, int] = {}  # the offset expected next from the stream
 
-    def tracks(self, tp: Any) -> bool:
-        """Whether the partition's floor is known (else `received` needs its committed offset)."""
-        return tp in self._floor
-
     def received(self, tp: Any, offset: int, committed: int | None) -> int:
         """An event the agent is about to handle, in the order the stream delivers them;
         how many offsets the stream passed over just before it (0 when none)."""
