@@ -90,6 +90,18 @@ def test_a_rebalance_keeps_writes_on_their_way_holding_the_partition_back():
     assert p.committable(SOURCE) == 114
 
 
+def test_a_partition_back_from_another_worker_resumes_at_its_committed_offset():
+    """Not at this worker's old floor: the stretch between is the other worker's, and the
+    agent would read it all again as passed over."""
+    p = ProcessedOffsets()
+    handle(p, range(100, 110), committed=100)
+    p.received(SOURCE, 110, committed=100)  # its write never completes here
+    p.forget()  # the partition moves to another worker, which goes on to 5000, then back
+    assert p.received(SOURCE, 5000, committed=5000) == 0
+    p.done(SOURCE, 5000)
+    assert p.committable(SOURCE) == 5001
+
+
 @given(st.lists(st.sampled_from(["skipped", "done", "pending"]), min_size=1, max_size=200), st.randoms())
 def test_never_past_an_event_not_durable(fates, rnd):
     """Whatever the stream skips and in whatever order writes complete, everything below

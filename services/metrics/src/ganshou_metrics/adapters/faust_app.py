@@ -4,7 +4,8 @@ row per stream (its last applied version and its state), backed by a changelog t
 Exactness: each event costs one table write (the row, version included), so the
 dedupe marker and the contribution can never drift apart after a crash; a source offset
 is committed only once every event below it is durable: handled, and its changelog write
-acknowledged by the broker (processed_offsets.py). The figures are kept in memory as sums
+acknowledged by the broker (processed_offsets.py); events faust's stream passes over are read
+again from the broker before the next one (partition_reader.py). The figures are kept in memory as sums
 of the rows' facts and recomputed from the tables after every recovery or rebalance.
 faust's exactly_once is not relied on.
 
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from functools import partial
 
 import faust
+from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
@@ -31,12 +33,15 @@ from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
+from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
 PROJECTED = Counter("ganshou_metrics_projection_events_total", "Events seen by the projection, by outcome",
                     ["topic", "outcome"])
+SKIPPED_READ_AGAIN = Counter("ganshou_metrics_offsets_read_again_total",
+                             "Source events faust's stream passed over, read again from the broker", ["topic"])
 
 
 class Projection:
@@ -63,6 +68,7 @@ class Projection:
         )
         self.tables: dict[str, faust.Table] = {}
         self.processed = ProcessedOffsets()
+        self.reader = PartitionReader(broker, self.app.conf.id)
         self._unacknowledged: dict[str, asyncio.Future] = {}  # stream → its row's write on its way
         self.source_topics: set[str] = set()
         self._guarded = False
@@ -85,18 +91,47 @@ class Projection:
         async def project(stream):
             self._guard_commits()
             async for event in stream.events():
-                msg = event.message
-                skipped = self.processed.received(msg.tp, msg.offset, self.app.consumer._committed_offset.get(msg.tp))
-                if skipped:  # held back by the commit guard; seen again after a restart or rebalance
-                    log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition,
-                                before=msg.offset, count=skipped)
-                written = await self._project(event, topic, table)
-                if written is None:
-                    self.processed.done(msg.tp, msg.offset)
-                else:  # committable once the broker has it (a failed write never is)
-                    written.add_done_callback(partial(self._written, msg.tp, msg.offset))
+                msg = event.message  # its topic, partition, offset and raw key and value
+                committed = self.app.consumer._committed_offset.get(msg.tp)
+                if committed is None and not self.processed.knows(msg.tp):
+                    # faust can deliver a partition's first events before it has read the
+                    # committed offset back: ask the broker (else the floor would take 0).
+                    committed = await self.reader.committed(msg.topic, msg.partition)
+                skipped = self.processed.received(msg.tp, msg.offset, committed)
+                if skipped:
+                    await self._read_again(msg, msg.offset - skipped, topic, table)
+                await self._handle(msg, msg.tp, topic, table)
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
+
+    async def _handle(self, source, tp, topic: str, table: faust.Table) -> None:
+        """Project one source record (faust's message or aiokafka's record: both carry its
+        topic, partition, offset and raw key and value) and track its offset."""
+        written = await self._project(source, topic, table)
+        if written is None:
+            self.processed.done(tp, source.offset)
+        else:  # committable once the broker has it (a failed write never is)
+            written.add_done_callback(partial(self._written, tp, source.offset))
+
+    async def _read_again(self, msg, start: int, topic: str, table: faust.Table) -> None:
+        """The stream passed over offsets start..msg.offset-1 (faust dropped them): read them
+        from the broker and handle them first (partition_reader.py)."""
+        log.warning("source_offsets_skipped", topic=msg.topic, partition=msg.partition, before=msg.offset,
+                    count=msg.offset - start)
+        count = 0
+        try:
+            async for record in self.reader.read(msg.topic, msg.partition, start, msg.offset):
+                await self._handle(record, msg.tp, topic, table)
+                count += 1
+        except (StretchUnavailable, KafkaError) as exc:
+            # Not lost: the floor holds the partition's commits before them, so a restarted
+            # worker reads them; until then their streams' later events are dead-lettered.
+            log.error("source_offsets_not_read_again", topic=msg.topic, partition=msg.partition, start=start,
+                      end=msg.offset, read=count, error=repr(exc))
+            return
+        SKIPPED_READ_AGAIN.labels(msg.topic).inc(count)
+        log.info("source_offsets_read_again", topic=msg.topic, partition=msg.partition, start=start,
+                 end=msg.offset, read=count)
 
     def _acknowledged(self, key: str, fut: asyncio.Future) -> None:
         # A failed write stays: the row is not durable, so neither is any event seen again.
@@ -107,19 +142,19 @@ class Projection:
         if not fut.cancelled() and fut.exception() is None:
             self.processed.done(tp, offset)
 
-    async def _project(self, event, topic: str, table: faust.Table) -> asyncio.Future | None:
+    async def _project(self, source, topic: str, table: faust.Table) -> asyncio.Future | None:
         """Apply one event; the write its offset must wait for (its row's changelog
         message, or its dead letter), None when it wrote nothing."""
         try:
-            env = decode(event.value)
+            env = decode(source.value)
             checked_payload(env)
             key = env.stream_id
             old = table.get(key)
             new = apply(old, env)
         except (Nonsense, PoisonMessage) as exc:
-            return await self._dead_letter(event, topic, exc.reason, exc.detail)
+            return await self._dead_letter(source, topic, exc.reason, exc.detail)
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
-            return await self._dead_letter(event, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
+            return await self._dead_letter(source, topic, "rejected_by_projection", f"{type(exc).__name__}: {exc}")
         if new is None:
             PROJECTED.labels(topic, "duplicate").inc()
             # Seen again after a rebalance's seek-back: durable once the row's last write is.
@@ -144,19 +179,19 @@ class Projection:
     async def _forget_offsets(self, *args, **kwargs) -> None:
         self.processed.forget()
 
-    async def _dead_letter(self, event, topic: str, reason: str, detail: str) -> asyncio.Future:
+    async def _dead_letter(self, source, topic: str, reason: str, detail: str) -> asyncio.Future:
         """Poison: recorded on the dead-letter topic with its reason and counted; the
         projection goes on with the next event."""
         PROJECTED.labels(topic, "dead_lettered").inc()
         DEAD_LETTERS.labels(self.consumer_name, reason).inc()
-        msg = event.message
+        msg = source
         log.warning("dead_lettered", consumer=self.consumer_name, reason=reason, detail=detail, topic=msg.topic,
                     partition=msg.partition, offset=msg.offset)
         headers = [("reason", reason.encode()), ("detail", detail[:1000].encode()),
                    ("consumer", self.consumer_name.encode()), ("source_topic", msg.topic.encode()),
                    ("source_partition", str(msg.partition).encode()), ("source_offset", str(msg.offset).encode())]
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
-        return await self.dead_letters.send(key=event.key, value=event.value or b"", headers=headers, force=True)
+        return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
         """Create the tables' changelog topics (compacted, as many partitions as the source

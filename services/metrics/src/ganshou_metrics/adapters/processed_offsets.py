@@ -13,9 +13,9 @@ replacement worker never projected them (rows lost, later events dead-lettered).
 Here the agent marks each event received (in the stream's order) and done once its
 changelog write (or its dead letter) is acknowledged by the broker, or at once when it
 wrote nothing (a duplicate). The offset committed for a source partition is the first one
-not done: a skipped message, or a write lost or still on its way, holds the partition
-back, and a restarted worker reads from there (faust seeks to the committed offset after
-every rebalance too). The floors survive rebalances: a soak lost rows when they were
+not done: a skipped message (which the agent reads again, partition_reader.py), or a write
+lost or still on its way, holds the partition back, and a restarted worker reads from there
+(faust seeks to the committed offset after every rebalance too). The floors survive rebalances: a soak lost rows when they were
 started afresh after one (see forget). Events handled twice are skipped by the rows'
 versions; one seen again waits for its row's last write (faust_app.py). Limit: an
 offset that never completes (a real gap in a source partition, none here: idempotent,
@@ -46,17 +46,30 @@ class ProcessedOffsets:
             # at the start of the topic when nothing was committed yet (a new group; the
             # topics keep every event).
             self._floor[tp] = 0 if committed is None else min(offset, committed)
+        elif tp not in self._next and committed is not None and committed > self._floor[tp]:
+            # Back after a rebalance, committed past this worker's floor, which it never
+            # commits past: another worker handled the partition meanwhile.
+            self._floor[tp] = committed
+            self._done[tp] = {o for o in self._done.get(tp, ()) if o >= committed}
+            self._advance(tp)
         expected = self._next.get(tp, self._floor[tp])
         self._next[tp] = offset + 1
         return max(0, offset - expected)
+
+    def knows(self, tp: Any) -> bool:
+        """Whether the partition has a floor (an event was received since the worker started)."""
+        return tp in self._floor
 
     def done(self, tp: Any, offset: int) -> None:
         """The event's effect is durable (its changelog write acknowledged, or none needed)."""
         floor = self._floor.get(tp)
         if floor is None or offset < floor:
             return  # below the floor: known durable already
-        done = self._done.setdefault(tp, set())
-        done.add(offset)
+        self._done.setdefault(tp, set()).add(offset)
+        self._advance(tp)
+
+    def _advance(self, tp: Any) -> None:
+        floor, done = self._floor[tp], self._done.setdefault(tp, set())
         while floor in done:
             done.remove(floor)
             floor += 1

@@ -1,0 +1,76 @@
+"""Read a stretch of a source partition straight from the broker, outside faust's consumer.
+
+faust drops what it fetches while its flow is suspended (a restart's or rebalance's
+recovery) and moves its read offset on, so a worker can be handed a partition's events from
+thousands past the offset it resumed at. Seeking faust's consumer back does not bring them:
+its fetch loop, still working through what it fetched before, sets the read offset forward
+again and drops the re-fetched events as already read (faust/transport/consumer.py,
+`_drain_messages`). The agent reads the missing stretch here instead and handles it before
+the event that revealed it, so each stream's events are still applied in order.
+
+The consumer carries the worker's group id only to read the group's committed offsets: it
+is assigned partitions by hand, so it never joins the group, and it never commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ganshou_common.kafka_config import client_kwargs
+
+
+class StretchUnavailable(Exception):
+    """The broker did not deliver the stretch in time (down, or the offsets are gone)."""
+
+
+class PartitionReader:
+    def __init__(self, bootstrap: str, group_id: str, patience_s: float = 60.0):
+        self._bootstrap, self._group_id, self._patience_s = bootstrap, group_id, patience_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()  # one stretch at a time: the consumer's assignment is shared
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group_id,
+                                        enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs())
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset for the partition, as the broker has it."""
+        async with self._lock:
+            consumer = await self._started()
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])  # aiokafka asks only for assigned partitions
+            return await consumer.committed(tp)
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Any]:
+        """The records at offsets start ≤ offset < end, in order."""
+        tp = TopicPartition(topic, partition)
+        async with self._lock:
+            consumer = await self._started()
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            position, last_progress = start, time.monotonic()
+            while position < end:
+                batch = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
+                for record in batch.get(tp, []):
+                    if record.offset >= end:
+                        return
+                    position = record.offset + 1
+                    last_progress = time.monotonic()
+                    yield record
+                position = max(position, await consumer.position(tp))
+                if time.monotonic() - last_progress > self._patience_s:
+                    raise StretchUnavailable(f"{topic}[{partition}] stuck at {position} of {start}..{end}")
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
