@@ -2,7 +2,9 @@
 
     python -m ganshou_common.outbox
 Environment: DATABASE_URL, KAFKA_BOOTSTRAP, GANSHOU_SERVICE (e.g. intake),
-OUTBOX_TOPIC (default ganshou.<service>.events.v1), METRICS_PORT (default 9100).
+OUTBOX_TOPIC (default ganshou.<service>.events.v1), METRICS_PORT (default 9100),
+OUTBOX_BATCH_SIZE (default 5000), OUTBOX_POLL_MS (how long an idle relay waits before it
+looks again, default 100).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ async def main() -> None:
         topic=env("OUTBOX_TOPIC", events_topic(service)),
         source=service,
         batch_size=env_int("OUTBOX_BATCH_SIZE", 5000),
+        poll_s=env_int("OUTBOX_POLL_MS", 100) / 1000,
     )
     serve_metrics(env_int("METRICS_PORT", 9100))
     loop = asyncio.get_running_loop()

@@ -109,7 +109,7 @@ async def new_producer(bootstrap: str) -> AIOKafkaProducer:
 
 class OutboxRelay:
     def __init__(self, dsn: str, bootstrap: str, topic: str, source: str, batch_size: int = 5000,
-                 poll_s: float = 0.02):
+                 poll_s: float = 0.1):
         self.dsn, self.bootstrap, self.topic, self.source = dsn, bootstrap, topic, source
         self.batch_size, self.poll_s = batch_size, poll_s
         self._stopping = asyncio.Event()
@@ -157,7 +157,8 @@ class OutboxRelay:
                 if published < self.batch_size:
                     # Polled, not notified (NOTIFY serialises every commit, see 0003_outbox_polled.sql):
                     # the commits of these milliseconds share the next fetch, produce request
-                    # and delete. An idle relay costs one empty index scan per poll.
+                    # and delete (100 ms against 20: 212 commands/s against 190 in the soak's
+                    # capacity scenario). An idle relay costs one empty index scan per poll.
                     await self._sleep(self.poll_s)
         finally:
             LEADER.labels(self.source).set(0)
