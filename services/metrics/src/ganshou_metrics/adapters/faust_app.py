@@ -4,9 +4,10 @@ row per stream (its last applied version and its state), backed by a changelog t
 Exactness: each event costs one table write (the row, version included), so the
 dedupe marker and the contribution can never drift apart after a crash; a source offset
 is committed only once every event below it is durable: handled, and its changelog write
-acknowledged by the broker (processed_offsets.py); events faust's stream passes over are read
-again from the broker before the next one (partition_reader.py). The figures are kept in memory as sums
-of the rows' facts and recomputed from the tables after every recovery or rebalance.
+acknowledged by the broker (processed_offsets.py); events faust's stream passes over are
+read again from the broker before the next one (partition_reader.py). The figures are kept
+in memory as sums of the rows' facts and recomputed from the tables after every recovery
+or rebalance.
 faust's exactly_once is not relied on.
 
 With several workers, each owns some partitions and its figures cover those; this
@@ -96,13 +97,22 @@ class Projection:
                 if committed is None and not self.processed.knows(msg.tp):
                     # faust can deliver a partition's first events before it has read the
                     # committed offset back: ask the broker (else the floor would take 0).
-                    committed = await self.reader.committed(msg.topic, msg.partition)
+                    committed = await self._committed_by_broker(msg)
                 skipped = self.processed.received(msg.tp, msg.offset, committed)
                 if skipped:
                     await self._read_again(msg, msg.offset - skipped, topic, table)
                 await self._handle(msg, msg.tp, topic, table)
         project.__name__ = f"project_{service.replace('-', '_')}"
         return project
+
+    async def _committed_by_broker(self, msg) -> int | None:
+        """Asked until the broker answers: nothing can be placed safely before it does."""
+        while True:
+            try:
+                return await self.reader.committed(msg.topic, msg.partition)
+            except KafkaError as exc:
+                log.warning("committed_offset_unknown", topic=msg.topic, partition=msg.partition, error=repr(exc))
+                await asyncio.sleep(1.0)
 
     async def _handle(self, source, tp, topic: str, table: faust.Table) -> None:
         """Project one source record (faust's message or aiokafka's record: both carry its

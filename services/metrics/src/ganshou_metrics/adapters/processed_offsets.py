@@ -15,8 +15,8 @@ changelog write (or its dead letter) is acknowledged by the broker, or at once w
 wrote nothing (a duplicate). The offset committed for a source partition is the first one
 not done: a skipped message (which the agent reads again, partition_reader.py), or a write
 lost or still on its way, holds the partition back, and a restarted worker reads from there
-(faust seeks to the committed offset after every rebalance too). The floors survive rebalances: a soak lost rows when they were
-started afresh after one (see forget). Events handled twice are skipped by the rows'
+(faust seeks to the committed offset after every rebalance too). The floors survive
+rebalances: a soak lost rows when they were started afresh after one (see forget). Events handled twice are skipped by the rows'
 versions; one seen again waits for its row's last write (faust_app.py). Limit: an
 offset that never completes (a real gap in a source partition, none here: idempotent,
 non-transactional producers and unlimited retention) holds that partition's commits for
