@@ -1,8 +1,10 @@
 """The metrics service: the faust projection worker, serving GetFigures / WatchFigures
 over gRPC and the figures on /metrics, in one process.
 
-    python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION)
-    python -m ganshou_metrics rebuild    project the topics from the beginning into a new generation
+    python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION,
+                                          METRICS_CATCH_UP=0 to leave a new generation's first pass to faust)
+
+A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def worker() -> None:
 
     projection.app.service(Api)
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
+    if os.environ.get("METRICS_CATCH_UP", "1") != "0":  # a new generation's first pass, outside faust
+        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP")))
     faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
                  override_logging=False).execute_from_commandline()
 

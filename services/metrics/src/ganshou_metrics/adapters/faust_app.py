@@ -34,6 +34,7 @@ from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
+from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.domain.projection import Figures, apply
@@ -68,6 +69,7 @@ class Projection:
             broker_credentials=faust_credentials(),
         )
         self.tables: dict[str, faust.Table] = {}
+        self.table_of: dict[str, faust.Table] = {}  # source topic → its table
         self.processed = ProcessedOffsets()
         self.reader = PartitionReader(broker, self.app.conf.id)
         self._unacknowledged: dict[str, asyncio.Future] = {}  # stream → its row's write on its way
@@ -84,6 +86,7 @@ class Projection:
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
                                    key_type=str, on_recover=self._recompute)
             self.tables[service] = table
+            self.table_of[name] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
         self.app.on_rebalance_complete.connect(self._recompute)
         self.app.on_partitions_revoked.connect(self._forget_offsets)
@@ -202,6 +205,13 @@ class Projection:
                    ("source_partition", str(msg.partition).encode()), ("source_offset", str(msg.offset).encode())]
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
+
+    async def catch_up(self, bootstrap: str) -> Pass | None:
+        """A new generation's first pass outside faust (catch_up.py); faust recovers its rows."""
+        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions)
+        if done is not None:
+            PROJECTED.labels("catch-up", "applied").inc(done.events)
+        return done
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
         """Create the tables' changelog topics (compacted, as many partitions as the source

@@ -1,0 +1,147 @@
+"""A new generation's first pass outside faust, against the real broker: the rows it writes
+to the changelogs are the rows one event at a time gives, a refused event stops its
+partition there (left to faust), offsets are committed only after, and only one pass runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from ganshou.common.v1 import envelope_pb2
+from ganshou.intake.v1 import events_pb2 as it
+from ganshou_metrics.adapters.faust_app import Projection
+from ganshou_metrics.domain.projection import apply
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 3
+
+
+def _envelope(stream: str, version: int, msg) -> envelope_pb2.EventEnvelope:
+    env = envelope_pb2.EventEnvelope(event_id=str(uuid.uuid4()), stream_id=stream, stream_version=version,
+                                     stream_type=stream.split("-")[0], event_type=msg.DESCRIPTOR.full_name,
+                                     community_id="c1")
+    env.payload.Pack(msg)
+    return env
+
+
+async def _topics(bootstrap: str, run: str) -> dict[str, str]:
+    topics = {s: f"catch-up.{s}.{run}" for s in ("intake", "casework", "partner-resource")}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in topics.values()])
+    finally:
+        await admin.close()
+    return topics
+
+
+async def _publish(bootstrap: str, topic: str, envelopes: list, poison_partition: int | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i, env in enumerate(envelopes):
+            await producer.send_and_wait(topic, env.SerializeToString(), key=env.stream_id.encode())
+            if poison_partition is not None and i == len(envelopes) // 2:
+                await producer.send_and_wait(topic, b"\xff not an envelope", key=b"poison", partition=poison_partition)
+    finally:
+        await producer.stop()
+
+
+def _events(households: int) -> list:
+    out = []
+    for i in range(households):
+        out.append(_envelope(f"household-h{i}", 1, it.HouseholdRegistered(household_id=f"h{i}", community_id="c1",
+                                                                          segments=[1])))
+        out.append(_envelope(f"resident-r{i}", 1, it.ResidentRegistered(resident_id=f"r{i}", household_id=f"h{i}",
+                                                                        community_id="c1", segment=1)))
+        if i % 2:
+            out.append(_envelope(f"resident-r{i}", 2, it.ResidentErased(resident_id=f"r{i}", community_id="c1")))
+    return out
+
+
+async def _changelog(bootstrap: str, topic: str) -> dict[str, tuple[dict, int]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        rows, seen = {}, 0
+        while seen < sum(ends.values()):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    rows[json.loads(r.key)] = (json.loads(r.value), r.partition)  # faust's json codec
+                    seen += 1
+        return rows
+    finally:
+        await consumer.stop()
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        return [await consumer.committed(tp) for tp in tps]
+    finally:
+        await consumer.stop()
+
+
+async def test_the_rows_are_those_one_event_at_a_time_gives_and_a_refused_event_is_left(kafka_bootstrap: str) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    events = _events(300)
+    await _publish(kafka_bootstrap, topics["intake"], events, poison_partition=1)
+    projection = Projection(kafka_bootstrap, f"catch-up-{run}", PARTITIONS, topics)
+    await projection.ensure_changelogs(kafka_bootstrap)
+
+    done = await projection.catch_up(kafka_bootstrap)
+
+    assert done is not None and list(done.stopped_at) == [f"{topics['intake']}[1]"]
+    changelog = await _changelog(kafka_bootstrap, projection.table_of[topics["intake"]].changelog_topic_name)
+    # Folding one event at a time, without partition 1's events after the poison.
+    poison_at = done.stopped_at[f"{topics['intake']}[1]"]
+    consumer = AIOKafkaConsumer(topics["intake"], bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    expected, where, n, folded = {}, {}, 0, 0
+    try:
+        while n < len(events) + 1:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    n += 1
+                    if r.partition == 1 and r.offset >= poison_at:
+                        continue
+                    env = envelope_pb2.EventEnvelope.FromString(r.value)
+                    folded += 1
+                    new = apply(expected.get(env.stream_id), env)
+                    if new is not None:
+                        expected[env.stream_id], where[env.stream_id] = new, r.partition
+    finally:
+        await consumer.stop()
+    assert {k: row for k, (row, _) in changelog.items()} == expected
+    assert all(p == where[k] for k, (_, p) in changelog.items())  # the partition its events came from
+    assert done.rows == len(expected) and done.events == folded  # all but the refused one and those after it
+    committed = await _committed(kafka_bootstrap, projection.app.conf.id, topics["intake"])
+    assert committed[1] == poison_at and None not in committed
+    # The generation has started: another pass does nothing.
+    assert await projection.catch_up(kafka_bootstrap) is None
+
+
+async def test_only_one_pass_runs_for_a_generation(kafka_bootstrap: str) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    await _publish(kafka_bootstrap, topics["intake"], _events(200))
+    a = Projection(kafka_bootstrap, f"catch-up-{run}", PARTITIONS, topics)
+    b = Projection(kafka_bootstrap, f"catch-up-{run}", PARTITIONS, topics)
+    await a.ensure_changelogs(kafka_bootstrap)
+
+    done = await asyncio.gather(a.catch_up(kafka_bootstrap), b.catch_up(kafka_bootstrap))
+
+    assert sorted(d is None for d in done) == [False, True]
+    assert next(d for d in done if d).events == 500  # 200 households, 200 residents, 100 erasures
