@@ -176,6 +176,29 @@ async def synthetic_topic_load(system: System, events: int) -> dict[str, str]:
     return topics
 
 
+async def new_generation(system: System, name: str, env: dict[str, str], expected: int, timeout: float) -> dict:
+    """Spawn a metrics worker of a new generation; seconds from its spawn until it serves
+    `expected` events projected, and its first pass's own figures (from its log)."""
+    system.add_proc(name, "ganshou_metrics", "worker", env, True)
+    started = time.perf_counter()
+    system.spawn(name)
+    await system.wait_ready(name, timeout)
+    await wait_projected(system, name, expected, timeout)
+    out = {"seconds_from_spawn": time.perf_counter() - started}
+    for line in (system.logs / f"{name}.log").read_text().splitlines():
+        if '"catch_up_done"' in line:
+            done = json.loads(line)
+            out["first_pass"] = {k: done[k] for k in ("events", "rows", "seconds", "events_per_s")}
+    return out
+
+
+def profile_when_started(system: System, name: str, seconds: int, out: Path, title: str) -> list[str]:
+    while name not in system.procs or system.procs[name].popen is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # past the interpreter's start, into the work
+    return profile(system.procs[name].popen.pid, seconds, out, title)
+
+
 def rss_mb(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     val = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status.splitlines()
@@ -284,20 +307,19 @@ async def main() -> None:
                 r["events_in_cpu_run"] = events
 
             if "rebuild" in stages:
-                # Rebuild: a new generation projects every topic from the start; a raw consumer reads them.
+                # Rebuild: a new generation projects every topic from the start (its first pass outside
+                # faust, then faust), timed from its spawn; faust alone on the same topics; a raw consumer.
                 if "grpc" not in stages:  # the topics need the pipeline's events first
                     await asyncio.to_thread(ghz, port, token, c, secs * 4, 0, 64)
                     await wait_projected(system, "metrics", await stored_events(system), wait_s)
                 total = await stored_events(system)
                 raw = await raw_consume(list(system.topics.values()), total)
-                system.add_proc("rebuild", "ganshou_metrics", "worker", system.metrics_env(f"rb-{uuid.uuid4().hex[:6]}"),
-                                True)
-                system.spawn("rebuild")
-                await system.wait_ready("rebuild")
-                took = await wait_projected(system, "rebuild", total, wait_s)
-                r["rebuild"] = {"events": total, "events_per_s": total / took, "raw_consumer_events_per_s": raw,
-                                "share_of_raw": total / took / raw}
-                system.kill("rebuild")
+                r["rebuild"] = {"events": total, "raw_consumer_events_per_s": raw}
+                for name, catch_up in (("rebuild", "1"), ("rebuild_faust_only", "0")):
+                    env = {**system.metrics_env(f"rb-{uuid.uuid4().hex[:6]}"), "METRICS_CATCH_UP": catch_up}
+                    timed = await new_generation(system, name, env, total, wait_s)
+                    r[name] = {**r.get(name, {}), **timed, "events_per_s": total / timed["seconds_from_spawn"],
+                               "share_of_raw": total / timed["seconds_from_spawn"] / raw}
 
             if "scaling" in stages:
                 # Two intake replicas (same database) against one, each driven by its own ghz.
@@ -313,34 +335,44 @@ async def main() -> None:
                 system.kill("intake-2")
 
             if "memory" in stages:
-                # Memory of a metrics worker that has projected N events (1M at full size), and two
-                # workers sharing the partitions against one.
+                # A million events on fresh topics: a new generation rebuilds them (its first pass, then
+                # faust's recovery of the rows) against a raw consumer; its memory once projected. Then
+                # live projection through faust (no first pass) with two workers against one.
                 n = 5_000 if tiny else 1_000_000
                 topics = await synthetic_topic_load(system, n)
+                raw = await raw_consume(list(topics.values()), n)
                 env = {"METRICS_GENERATION": f"mem-{uuid.uuid4().hex[:6]}", "METRICS_TOPIC_INTAKE": topics["intake"],
                        "METRICS_TOPIC_CASEWORK": topics["casework"],
                        "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
-                system.add_proc("mem", "ganshou_metrics", "worker", env, True)
-                system.spawn("mem")
-                await system.wait_ready("mem")
-                # The projection's own profile, while it works through the backlog.
                 prof = asyncio.create_task(asyncio.to_thread(
-                    profile, system.procs["mem"].popen.pid, 2 if tiny else 20, out_dir / "profile-metrics.txt",
-                    "the metrics worker projecting a backlog"))
-                took = await wait_projected(system, "mem", n, 60 if tiny else 3600)
+                    profile_when_started, system, "mem", 2 if tiny else 20, out_dir / "profile-metrics.txt",
+                    "the metrics worker rebuilding a million events (first pass, then faust)"))
+                timed = await new_generation(system, "mem", env, n, 60 if tiny else 3600)
                 r["metrics_hottest_path"] = await prof
-                r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid),
-                                              "events_per_s": n / took}
+                r["rebuild_synthetic"] = {"events": n, **timed, "events_per_s": n / timed["seconds_from_spawn"],
+                                          "raw_consumer_events_per_s": raw,
+                                          "share_of_raw": n / timed["seconds_from_spawn"] / raw}
+                r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid)}
                 system.kill("mem")
-                env2 = {**env, "METRICS_GENERATION": f"two-{uuid.uuid4().hex[:6]}"}
+                # faust alone (the live path) on a tenth of them, one worker then two in one group.
+                m = n // 10
+                small = await synthetic_topic_load(system, m)
+                live = {"METRICS_TOPIC_INTAKE": small["intake"], "METRICS_TOPIC_CASEWORK": small["casework"],
+                        "METRICS_TOPIC_PARTNER_RESOURCE": small["partner-resource"], "METRICS_CATCH_UP": "0"}
+                one = await new_generation(system, "one", {**live, "METRICS_GENERATION": f"one-{uuid.uuid4().hex[:6]}"},
+                                           m, 60 if tiny else 1800)
+                system.kill("one")
+                took = one["seconds_from_spawn"]
+                env2 = {**live, "METRICS_GENERATION": f"two-{uuid.uuid4().hex[:6]}"}
+                started = time.perf_counter()
                 for name in ("two-a", "two-b"):
                     system.add_proc(name, "ganshou_metrics", "worker", env2, True)
                     system.spawn(name)
                 await asyncio.gather(system.wait_ready("two-a"), system.wait_ready("two-b"))
                 # Two workers in one group split the partitions; each counts its own share. Bounded by
                 # the time one worker took: not done by then, two are no faster.
-                started, got, limit = time.perf_counter(), 0, 60 if tiny else max(120, 1.2 * took)
-                while got < n and time.perf_counter() - started < limit:
+                got, limit = 0, 60 if tiny else max(120, 1.2 * took)
+                while got < m and time.perf_counter() - started < limit:
                     await asyncio.sleep(0.5)
                     got = 0
                     for name in ("two-a", "two-b"):
@@ -350,9 +382,11 @@ async def main() -> None:
                             got += reply.events_projected
                         except Exception:  # noqa: BLE001 - rebalancing
                             pass
-                r["scaling_metrics"] = {"one_worker_events_per_s": n / took, "two_workers_events": got,
+                r["scaling_metrics"] = {"events": m, "one_worker_events_per_s": m / took, "two_workers_events": got,
                                         "two_workers_events_per_s": got / (time.perf_counter() - started),
-                                        "two_workers_finished": got >= n}
+                                        "two_workers_finished": got >= m}
+                for name in ("two-a", "two-b"):
+                    system.kill(name)
         finally:
             await system.stop()
     text = json.dumps(r, indent=2, ensure_ascii=False, default=lambda x: round(x, 2))

@@ -81,6 +81,15 @@ async def _changelog(bootstrap: str, topic: str) -> dict[str, tuple[dict, int]]:
         await consumer.stop()
 
 
+async def _end_offsets(bootstrap: str, topic: str) -> dict:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    finally:
+        await consumer.stop()
+
+
 async def _committed(bootstrap: str, group: str, topic: str) -> list[int | None]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
@@ -127,6 +136,12 @@ async def test_the_rows_are_those_one_event_at_a_time_gives_and_a_refused_event_
     assert {k: row for k, (row, _) in changelog.items()} == expected
     assert all(p == where[k] for k, (_, p) in changelog.items())  # the partition its events came from
     assert done.rows == len(expected) and done.events == folded  # all but the refused one and those after it
+    # faust's table holds the rows already, and its recovery starts after the last one written.
+    table = projection.table_of[topics["intake"]]
+    assert dict(table.data.data) == expected
+    ends = {tp.partition: end for tp, end in (await _end_offsets(kafka_bootstrap, table.changelog_topic_name)).items()}
+    assert [table.persisted_offset(TopicPartition(table.changelog_topic_name, p)) for p in range(PARTITIONS)] == \
+        [ends[p] - 1 for p in range(PARTITIONS)]
     committed = await _committed(kafka_bootstrap, projection.app.conf.id, topics["intake"])
     assert committed[1] == poison_at and None not in committed
     # The generation has started: another pass does nothing.

@@ -7,8 +7,9 @@ reads every partition up to its end as it is at start with a plain consumer, fol
 events into rows with the same `apply` (the same rows faust would hold), writes each row
 once to its table's changelog partition (the partition of the events it came from, as
 faust's co-partitioned tables do), and only then commits each source partition's offset
-for faust's group. faust then recovers the rows from the changelogs and goes on from those
-offsets as after any restart.
+for faust's group. The rows are handed to faust's tables with the changelog offsets they
+include (preloaded_store.py), so faust's recovery reads nothing back, and it goes on from
+the committed offsets as after any restart.
 
 Exactness. A partition stops at its first event the projection refuses (poison or
 nonsense): that event and the rest are left to faust, which dead-letters it as usual.
@@ -38,6 +39,7 @@ from ganshou_common import logs
 from ganshou_common.consumer import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
+from ganshou_metrics.adapters.preloaded_store import preload
 from ganshou_metrics.domain.projection import Row, apply
 
 log = logs.get("ganshou.metrics.catch_up")
@@ -65,6 +67,11 @@ class Tables:
 
     def changelog(self, topic: str) -> str:
         return self._tables[topic].changelog_topic_name
+
+    def preload(self, topic: str, rows: dict[str, Row], partitions: dict[str, int],
+                last_offsets: dict[TopicPartition, int]) -> None:
+        """Hand the rows to the table's store (preloaded_store.py): faust need not read them back."""
+        preload(self._tables[topic], rows, partitions, last_offsets)
 
     def serialise(self, topic: str, key: str, row: Row) -> tuple[bytes, bytes]:
         table = self._tables[topic]
@@ -140,19 +147,27 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
 
 
 async def _write(producer: AIOKafkaProducer, tables: Tables, rows: dict[str, dict[str, Row]],
-                 where: dict[str, dict[str, int]]) -> int:
-    written, pending = 0, []
+                 where: dict[str, dict[str, int]]) -> dict[TopicPartition, int]:
+    """Every row to its changelog partition, acknowledged by the broker (acks=all); per
+    changelog partition, the offset of the last row written."""
+    last: dict[TopicPartition, int] = {}
+    pending = []
+
+    async def settle() -> None:
+        for meta in await asyncio.gather(*pending):
+            tp = TopicPartition(meta.topic, meta.partition)
+            last[tp] = max(last.get(tp, -1), meta.offset)
+        pending.clear()
+
     for topic, table in rows.items():
         changelog = tables.changelog(topic)
         for key, row in table.items():
             k, v = tables.serialise(topic, key, row)
             pending.append(await producer.send(changelog, v, key=k, partition=where[topic][key]))
-            written += 1
             if len(pending) >= 20_000:
-                await asyncio.gather(*pending)  # acknowledged by the broker (acks=all)
-                pending.clear()
-    await asyncio.gather(*pending)
-    return written
+                await settle()
+    await settle()
+    return last
 
 
 async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int) -> Pass | None:
@@ -180,14 +195,16 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
                                     max_batch_size=1024 * 1024, **client_kwargs())
         await producer.start()
         try:
-            done.rows = await _write(producer, tables, rows, where)
+            last_offsets = await _write(producer, tables, rows, where)
         finally:
             await producer.stop()
-        rows.clear()
         if not _holds(holder):
             raise RuntimeError("catch-up lock lost before its commit: nothing committed")
         consumer.assign(tps)  # aiokafka commits only assigned partitions
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in stop.items()})
+        for topic in tables.topics():
+            done.rows += len(rows[topic])
+            tables.preload(topic, rows[topic], where[topic], last_offsets)
         done.seconds = time.monotonic() - started
         log.info("catch_up_done", group=group_id, events=done.events, rows=done.rows,
                  seconds=round(done.seconds, 1), events_per_s=round(done.events / max(done.seconds, 1e-6)),

@@ -36,6 +36,7 @@ from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
+from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.domain.projection import Figures, apply
 
@@ -83,8 +84,9 @@ class Projection:
             self.source_topics.add(name)
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
+            # faust's memory store, which a first pass can fill (a URL of a scheme alone is falsy to faust).
             table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
-                                   key_type=str, on_recover=self._recompute)
+                                   key_type=str, on_recover=self._recompute, store=f"{PRELOADED}://rows")
             self.tables[service] = table
             self.table_of[name] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
@@ -207,7 +209,7 @@ class Projection:
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
     async def catch_up(self, bootstrap: str) -> Pass | None:
-        """A new generation's first pass outside faust (catch_up.py); faust recovers its rows."""
+        """A new generation's first pass outside faust (catch_up.py), its rows preloaded."""
         done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions)
         if done is not None:
             PROJECTED.labels("catch-up", "applied").inc(done.events)

@@ -1,0 +1,47 @@
+"""faust's in-memory table store, which a new generation's first pass can fill.
+
+The pass (catch_up.py) has every row in this process and has just written them to the
+changelogs; faust's recovery would read them all back through its per-message consumer
+(~3,500 rows/s here, five minutes for a million). Preloaded, the store holds the rows and,
+per changelog partition, the offset of the last row the pass wrote, so recovery reads only
+what follows it. Once: a partition assigned again later (after a rebalance, when faust has
+dropped its rows) is recovered from its changelog as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust.stores
+from faust.stores.memory import Store
+
+NAME = "ganshou-preloaded"
+
+
+def preload(table: Any, rows: dict[str, Any], partitions: dict[str, int], last_offsets: dict[Any, int]) -> None:
+    """Left on the table for its store, which faust creates later in its own event loop
+    (creating it here would bind it to the pass's loop, closed by then)."""
+    table.ganshou_preloaded = (rows, partitions, last_offsets)
+
+
+class PreloadedStore(Store):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._preloaded: dict[Any, int] = {}
+        super().__init__(*args, **kwargs)
+        pending = getattr(self.table, "ganshou_preloaded", None)
+        if pending is not None:
+            self.preload(*pending)
+            del self.table.ganshou_preloaded
+
+    def preload(self, rows: dict[str, Any], partitions: dict[str, int], last_offsets: dict[Any, int]) -> None:
+        """`rows` by key, each key's changelog partition, and per changelog (topic, partition)
+        the offset of the last row written there."""
+        self.data.update(rows)
+        self._key_partition.update(partitions)
+        self._preloaded.update(last_offsets)
+
+    def persisted_offset(self, tp: Any) -> int | None:
+        return self._preloaded.pop(tp, None)
+
+
+faust.stores.STORES.aliases[NAME] = f"{__name__}:PreloadedStore"
