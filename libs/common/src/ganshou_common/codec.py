@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from google.protobuf.message import Message
 
 from ganshou.common.v1 import envelope_pb2, types_pb2
@@ -45,7 +47,12 @@ def unpack(env: envelope_pb2.EventEnvelope, message_type: type[Message]) -> Mess
 
 def decode_payload(event_type: str, payload: bytes) -> Message:
     """A stored event's payload as its protobuf message (the type must be loaded)."""
+    return message_class(event_type).FromString(payload)
+
+
+@functools.cache
+def message_class(event_type: str) -> type[Message]:
+    """Looked up once per type: every consumer decodes every event's payload."""
     from google.protobuf import descriptor_pool, message_factory
 
-    descriptor = descriptor_pool.Default().FindMessageTypeByName(event_type)
-    return message_factory.GetMessageClass(descriptor).FromString(payload)
+    return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(event_type))

@@ -5,6 +5,8 @@ that fails is poison: dead-lettered with the reason, never applied."""
 
 from __future__ import annotations
 
+import functools
+
 from google.protobuf.message import DecodeError, Message
 
 from ganshou.common.v1 import envelope_pb2
@@ -23,11 +25,22 @@ def checked_payload(env: envelope_pb2.EventEnvelope) -> Message:
         msg = decode_payload(env.event_type, env.payload.value)
     except (DecodeError, KeyError) as exc:
         raise Nonsense("undecodable_payload", f"{env.event_type}: {exc}") from None
-    ids = [getattr(msg, f.name) for f in msg.DESCRIPTOR.fields
-           if f.name.endswith("_id") and f.type == f.TYPE_STRING and not f.is_repeated]
-    if ids and not any(v and v in env.stream_id for v in ids):
-        raise Nonsense("payload_not_of_its_stream", f"{env.event_type} on {env.stream_id!r} names none of its ids")
-    community = getattr(msg, "community_id", None) if "community_id" in msg.DESCRIPTOR.fields_by_name else None
-    if community is not None and env.community_id and community != env.community_id:
-        raise Nonsense("community_mismatch", f"payload {community!r}, envelope {env.community_id!r}")
+    id_fields, has_community = _shape(msg.DESCRIPTOR)
+    if id_fields:
+        stream = env.stream_id
+        if not any(v and v in stream for v in (getattr(msg, name) for name in id_fields)):
+            raise Nonsense("payload_not_of_its_stream", f"{env.event_type} on {stream!r} names none of its ids")
+    if has_community:
+        community, declared = msg.community_id, env.community_id
+        if declared and community != declared:
+            raise Nonsense("community_mismatch", f"payload {community!r}, envelope {declared!r}")
     return msg
+
+
+@functools.cache
+def _shape(descriptor) -> tuple[tuple[str, ...], bool]:
+    """A message type's single string `*_id` fields and whether it has a community: read
+    once per type (every consumer checks every event)."""
+    ids = tuple(f.name for f in descriptor.fields
+                if f.name.endswith("_id") and f.type == f.TYPE_STRING and not f.is_repeated)
+    return ids, "community_id" in descriptor.fields_by_name

@@ -76,6 +76,7 @@ class Projection:
         self._unacknowledged: dict[str, asyncio.Future] = {}  # stream → its row's write on its way
         self.source_topics: set[str] = set()
         self._guarded = False
+        self._recompute_due = False
         self.consumer_name = f"metrics-g{generation}"
         self.dead_letters = self.app.topic(dead_letter_topic("metrics"), key_type=bytes, value_type=bytes,
                                            value_serializer="raw", key_serializer="raw")
@@ -162,10 +163,10 @@ class Projection:
         message, or its dead letter), None when it wrote nothing."""
         try:
             env = decode(source.value)
-            checked_payload(env)
+            msg = checked_payload(env)
             key = env.stream_id
             old = table.get(key)
-            new = apply(old, env)
+            new = apply(old, env, msg)
         except (Nonsense, PoisonMessage) as exc:
             return await self._dead_letter(source, topic, exc.reason, exc.detail)
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
@@ -237,6 +238,14 @@ class Projection:
             await admin.close()
 
     async def _recompute(self, *args, **kwargs) -> None:
+        # faust calls this after each table's recovery and after each rebalance, back to back;
+        # a pass over a million rows takes seconds, so the burst gets one, after its last call.
+        if not self._recompute_due:
+            self._recompute_due = True
+            asyncio.get_running_loop().call_soon(self._recompute_now)
+
+    def _recompute_now(self) -> None:
+        self._recompute_due = False
         rows = [row for table in self.tables.values() for row in table.values() if row]
         figures = Figures.from_rows(rows)
         figures.events = sum(r["v"] for r in rows)

@@ -36,12 +36,14 @@ def _secs(ts) -> int:
     return int(ts.seconds)
 
 
-def apply(row: Row | None, env: envelope_pb2.EventEnvelope) -> Row | None:
-    """The row after `env`, or None when the event was applied already (or means nothing
-    to any figure: the row is then unchanged but its version still moves on)."""
+def apply(row: Row | None, env: envelope_pb2.EventEnvelope, msg: Message | None = None) -> Row | None:
+    """The row after `env` (whose payload `msg` is, when the caller decoded it already), or
+    None when the event was applied already (or means nothing to any figure: the row is then
+    unchanged but its version still moves on)."""
     if row is not None and env.stream_version <= row["v"]:
         return None
-    msg = decode_payload(env.event_type, env.payload.value)
+    if msg is None:
+        msg = decode_payload(env.event_type, env.payload.value)
     state = dict(row["s"]) if row else {}
     kind = row["t"] if row else env.stream_type or env.stream_id.split("-", 1)[0]
     _APPLY.get(type(msg), _ignore)(state, msg, env)
