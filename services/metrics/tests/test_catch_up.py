@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
+from ganshou_metrics.adapters.catch_up import Tables
 from ganshou_metrics.adapters.faust_app import Projection
 from ganshou_metrics.domain.projection import apply
 
@@ -146,6 +147,15 @@ async def test_the_rows_are_those_one_event_at_a_time_gives_and_a_refused_event_
     assert committed[1] == poison_at and None not in committed
     # The generation has started: another pass does nothing.
     assert await projection.catch_up(kafka_bootstrap) is None
+
+
+def test_rows_are_serialised_as_faust_serialises_them() -> None:
+    projection = Projection("127.0.0.1:1", "serialise", PARTITIONS)
+    table = projection.tables["intake"]
+    row = {"v": 3, "t": "resident", "s": {"kind": "resident", "c": "社区-1", "seg": 1, "erased": False, "met": ["a"]}}
+    ours = Tables(projection.table_of).serialise(next(iter(projection.table_of)), "resident-r1", row)
+    assert ours == (table.changelog_topic.prepare_key("resident-r1", table.key_serializer)[0],
+                    table.changelog_topic.prepare_value(row, table.value_serializer)[0])
 
 
 async def test_only_one_pass_runs_for_a_generation(kafka_bootstrap: str) -> None:

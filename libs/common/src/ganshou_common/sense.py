@@ -28,7 +28,11 @@ def checked_payload(env: envelope_pb2.EventEnvelope) -> Message:
     id_fields, has_community = _shape(msg.DESCRIPTOR)
     if id_fields:
         stream = env.stream_id
-        if not any(v and v in stream for v in (getattr(msg, name) for name in id_fields)):
+        for name in id_fields:  # a plain loop: any() over generators cost 2.6 µs an event
+            value = getattr(msg, name)
+            if value and value in stream:
+                break
+        else:
             raise Nonsense("payload_not_of_its_stream", f"{env.event_type} on {stream!r} names none of its ids")
     if has_community:
         community, declared = msg.community_id, env.community_id

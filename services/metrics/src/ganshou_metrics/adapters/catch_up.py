@@ -25,6 +25,8 @@ carries no group generation, which the broker refuses while faust's group has me
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from ganshou_metrics.adapters.preloaded_store import preload
 from ganshou_metrics.domain.projection import Row, apply
 
 log = logs.get("ganshou.metrics.catch_up")
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -75,6 +78,10 @@ class Tables:
 
     def serialise(self, topic: str, key: str, row: Row) -> tuple[bytes, bytes]:
         table = self._tables[topic]
+        if table.key_serializer == table.value_serializer == "json":
+            # What faust's json codec writes (stdlib json, compact), without its per-call
+            # machinery: 13 µs a row through prepare_key/prepare_value, 4 µs here.
+            return _compact(key).encode(), _compact(row).encode()
         k, _ = table.changelog_topic.prepare_key(key, table.key_serializer)
         v, _ = table.changelog_topic.prepare_value(row, table.value_serializer)
         return k, v
@@ -197,14 +204,23 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()))
         rows: dict[str, dict[str, Row]] = {t: {} for t in tables.topics()}
         where: dict[str, dict[str, int]] = {t: {} for t in tables.topics()}
-        stop = await _read(consumer, ends, done, rows, where)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",  # under the broker's 1 MiB
-                                    max_batch_size=512 * 1024, **client_kwargs())
-        await producer.start()
+        # The pass only adds objects, none in cycles; the collector's full passes over a
+        # growing million rows doubled its time. Off for the pass; after it, the rows are
+        # frozen (never scanned again: faust's worker then collects only what is new).
+        gc.disable()
         try:
-            last_offsets = await _write(producer, tables, rows, where)
+            stop = await _read(consumer, ends, done, rows, where)
+            read_s = time.monotonic() - started
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",  # under the broker's 1 MiB
+                                        max_batch_size=512 * 1024, **client_kwargs())
+            await producer.start()
+            try:
+                last_offsets = await _write(producer, tables, rows, where)
+            finally:
+                await producer.stop()
         finally:
-            await producer.stop()
+            gc.freeze()
+            gc.enable()
         if not _holds(holder):
             raise RuntimeError("catch-up lock lost before its commit: nothing committed")
         consumer.assign(tps)  # aiokafka commits only assigned partitions
@@ -214,8 +230,8 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
             tables.preload(topic, rows[topic], where[topic], last_offsets)
         done.seconds = time.monotonic() - started
         log.info("catch_up_done", group=group_id, events=done.events, rows=done.rows,
-                 seconds=round(done.seconds, 1), events_per_s=round(done.events / max(done.seconds, 1e-6)),
-                 stopped_at=done.stopped_at)
+                 seconds=round(done.seconds, 1), reading_s=round(read_s, 1),
+                 events_per_s=round(done.events / max(done.seconds, 1e-6)), stopped_at=done.stopped_at)
         return done
     finally:
         if holder is not None:
