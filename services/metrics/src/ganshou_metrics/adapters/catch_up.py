@@ -42,7 +42,8 @@ from ganshou_common.consumer import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_metrics.adapters.preloaded_store import preload
-from ganshou_metrics.domain.projection import Row, apply
+from ganshou_metrics.adapters.row_codec import decode_row, encode_row
+from ganshou_metrics.domain.projection import apply
 
 log = logs.get("ganshou.metrics.catch_up")
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -71,17 +72,18 @@ class Tables:
     def changelog(self, topic: str) -> str:
         return self._tables[topic].changelog_topic_name
 
-    def preload(self, topic: str, rows: dict[str, Row], partitions: dict[str, int],
+    def preload(self, topic: str, rows: dict[str, bytes], partitions: dict[str, int],
                 last_offsets: dict[TopicPartition, int]) -> None:
         """Hand the rows to the table's store (preloaded_store.py): faust need not read them back."""
         preload(self._tables[topic], rows, partitions, last_offsets)
 
-    def serialise(self, topic: str, key: str, row: Row) -> tuple[bytes, bytes]:
+    def serialise(self, topic: str, key: str, row: bytes) -> tuple[bytes, bytes]:
+        """The changelog message's key and value, as faust writes them."""
         table = self._tables[topic]
-        if table.key_serializer == table.value_serializer == "json":
-            # What faust's json codec writes (stdlib json, compact), without its per-call
-            # machinery: 13 µs a row through prepare_key/prepare_value, 4 µs here.
-            return _compact(key).encode(), _compact(row).encode()
+        if table.key_serializer == "json" and table.value_serializer == "raw":
+            # faust's json codec's form (stdlib json, compact), without its per-call
+            # machinery (13 µs a row through prepare_key); the row is its bytes already.
+            return _compact(key).encode(), row
         k, _ = table.changelog_topic.prepare_key(key, table.key_serializer)
         v, _ = table.changelog_topic.prepare_value(row, table.value_serializer)
         return k, v
@@ -117,7 +119,7 @@ def _holds(holder: AIOKafkaConsumer) -> bool:
 
 
 async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], done: Pass,
-                rows: dict[str, dict[str, Row]], where: dict[str, dict[str, int]]) -> dict[TopicPartition, int]:
+                rows: dict[str, dict[str, bytes]], where: dict[str, dict[str, int]]) -> dict[TopicPartition, int]:
     """Fold every partition up to its end (or its first refused event); the offsets to commit."""
     stop = dict(ends)
     todo = {tp for tp, end in ends.items() if end > 0}
@@ -135,7 +137,7 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
                     env = decode(record.value)
                     msg = checked_payload(env)
                     key = env.stream_id
-                    new = apply(table.get(key), env, msg)
+                    new = apply(decode_row(table.get(key)), env, msg)
                 except (Nonsense, PoisonMessage, DecodeError, KeyError, ValueError, TypeError) as exc:
                     stop[tp] = record.offset  # left to faust, which dead-letters it as usual
                     log.warning("catch_up_partition_stopped", topic=tp.topic, partition=tp.partition,
@@ -145,7 +147,7 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
                 position = record.offset + 1
                 done.events += 1
                 if new is not None:
-                    table[key] = new
+                    table[key] = encode_row(new)  # held as the tables hold rows (row_codec.py)
                     places[key] = tp.partition
             if tp in todo and (position >= stop[tp] or f"{tp.topic}[{tp.partition}]" in done.stopped_at):
                 todo.discard(tp)
@@ -153,7 +155,7 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
     return stop
 
 
-async def _write(producer: AIOKafkaProducer, tables: Tables, rows: dict[str, dict[str, Row]],
+async def _write(producer: AIOKafkaProducer, tables: Tables, rows: dict[str, dict[str, bytes]],
                  where: dict[str, dict[str, int]]) -> dict[TopicPartition, int]:
     """Every row to its changelog partition, acknowledged by the broker (acks=all); per
     changelog partition, the offset of the last row written. Rows are packed into record
@@ -202,7 +204,7 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()))
-        rows: dict[str, dict[str, Row]] = {t: {} for t in tables.topics()}
+        rows: dict[str, dict[str, bytes]] = {t: {} for t in tables.topics()}
         where: dict[str, dict[str, int]] = {t: {} for t in tables.topics()}
         # The pass only adds objects, none in cycles; the collector's full passes over a
         # growing million rows doubled its time. Off for the pass; after it, the rows are

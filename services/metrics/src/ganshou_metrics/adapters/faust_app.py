@@ -38,7 +38,8 @@ from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
-from ganshou_metrics.domain.projection import Figures, apply
+from ganshou_metrics.adapters.row_codec import decode_row, encode_row
+from ganshou_metrics.domain.projection import Figures, apply, facts
 
 log = logs.get("ganshou.metrics")
 PROJECTED = Counter("ganshou_metrics_projection_events_total", "Events seen by the projection, by outcome",
@@ -86,8 +87,8 @@ class Projection:
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
             # faust's memory store, which a first pass can fill (a URL of a scheme alone is falsy to faust).
-            table = self.app.Table(f"streams-{service}", default=None, partitions=partitions,
-                                   key_type=str, on_recover=self._recompute, store=f"{PRELOADED}://rows")
+            table = self.app.Table(f"streams-{service}", default=None, partitions=partitions, key_type=str,
+                                   value_type=bytes, on_recover=self._recompute, store=f"{PRELOADED}://rows")
             self.tables[service] = table
             self.table_of[name] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
@@ -165,7 +166,7 @@ class Projection:
             env = decode(source.value)
             msg = checked_payload(env)
             key = env.stream_id
-            old = table.get(key)
+            old = decode_row(table.get(key))  # rows are held as their JSON (row_codec.py)
             new = apply(old, env, msg)
         except (Nonsense, PoisonMessage) as exc:
             return await self._dead_letter(source, topic, exc.reason, exc.detail)
@@ -177,8 +178,9 @@ class Projection:
             return self._unacknowledged.get(key)
         # The one durable write for this event. What `table[key] = new` does, keeping the
         # changelog message's future (resolved when the broker acknowledges it).
-        written = table.send_changelog(table.partition_for_key(key), key, new)
-        table.data[key] = new
+        value = encode_row(new)
+        written = table.send_changelog(table.partition_for_key(key), key, value)
+        table.data[key] = value
         self._unacknowledged[key] = written
         written.add_done_callback(partial(self._acknowledged, key))
         self.figures.replace(old, new)
@@ -246,9 +248,14 @@ class Projection:
 
     def _recompute_now(self) -> None:
         self._recompute_due = False
-        rows = [row for table in self.tables.values() for row in table.values() if row]
-        figures = Figures.from_rows(rows)
-        figures.events = sum(r["v"] for r in rows)
+        figures, streams = Figures(), 0
+        for table in self.tables.values():
+            for value in table.values():
+                if value:
+                    row = decode_row(value)
+                    figures.add(facts(row))
+                    figures.events += row["v"]
+                    streams += 1
         self.figures = figures
         self.changed.set()
-        log.info("figures_recomputed", streams=len(rows))
+        log.info("figures_recomputed", streams=streams)

@@ -36,8 +36,11 @@ class PreloadedStore(Store):
     def preload(self, rows: dict[str, Any], partitions: dict[str, int], last_offsets: dict[Any, int]) -> None:
         """`rows` by key, each key's changelog partition, and per changelog (topic, partition)
         the offset of the last row written there."""
-        self.data.update(rows)
-        self._key_partition.update(partitions)
+        if self.data or self._key_partition:
+            self.data.update(rows)
+            self._key_partition.update(partitions)
+        else:  # taken as they are: a copy of a million entries would only add memory
+            self.data, self._key_partition = rows, partitions
         self._preloaded.update(last_offsets)
 
     def persisted_offset(self, tp: Any) -> int | None:
