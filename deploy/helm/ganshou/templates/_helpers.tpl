@@ -186,11 +186,11 @@ spec:
             {{- end }}
             - {name: metrics, containerPort: 9100}
           {{- if .grpc }}
-          startupProbe: {grpc: {port: 50051}, periodSeconds: 2, failureThreshold: 60}
+          startupProbe: {grpc: {port: 50051}, periodSeconds: 2, failureThreshold: {{ div (.spec.startupSeconds | default 120) 2 }}}
           readinessProbe: {grpc: {port: 50051}, periodSeconds: 5}
           livenessProbe: {grpc: {port: 50051}, periodSeconds: 10, failureThreshold: 3}
           {{- else }}
-          startupProbe: {httpGet: {path: /metrics, port: metrics}, periodSeconds: 2, failureThreshold: 60}
+          startupProbe: {httpGet: {path: /metrics, port: metrics}, periodSeconds: 2, failureThreshold: {{ div (.spec.startupSeconds | default 120) 2 }}}
           readinessProbe: {httpGet: {path: /metrics, port: metrics}, periodSeconds: 5}
           livenessProbe: {httpGet: {path: /metrics, port: metrics}, periodSeconds: 10, failureThreshold: 3}
           {{- end }}
