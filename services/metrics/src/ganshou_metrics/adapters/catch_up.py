@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,11 +41,10 @@ from ganshou_common.consumer import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_metrics.adapters.preloaded_store import preload
-from ganshou_metrics.adapters.row_codec import decode_row, encode_row
+from ganshou_metrics.adapters.row_codec import decode_row, encode_key, encode_row
 from ganshou_metrics.domain.projection import apply
 
 log = logs.get("ganshou.metrics.catch_up")
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -81,9 +79,9 @@ class Tables:
         """The changelog message's key and value, as faust writes them."""
         table = self._tables[topic]
         if table.key_serializer == "json" and table.value_serializer == "raw":
-            # faust's json codec's form (stdlib json, compact), without its per-call
-            # machinery (13 µs a row through prepare_key); the row is its bytes already.
-            return _compact(key).encode(), row
+            # faust's json codec's form, without its per-call machinery (13 µs a row
+            # through prepare_key); the row is its bytes already.
+            return encode_key(key), row
         k, _ = table.changelog_topic.prepare_key(key, table.key_serializer)
         v, _ = table.changelog_topic.prepare_value(row, table.value_serializer)
         return k, v

@@ -1,23 +1,28 @@
 """A row as the tables hold it: its compact JSON, as bytes.
 
 A million rows as dicts (a row and its state, each a dict) held ~535 MB in the worker; as
-their JSON bytes ~180 MB. The bytes are also the changelog message as it was when faust's
-json codec wrote the dicts, so changelogs written either way recover alike. Decoding a row
-before each event costs a few µs against faust's ~700 µs per message.
+their JSON bytes ~180 MB. The bytes are also what faust's json codec writes for the dict
+(faust uses orjson when it is installed, as here), so changelogs written either way recover
+alike. orjson: the stdlib encoder was a fifth of a rebuild's first pass.
 """
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from ganshou_metrics.domain.projection import Row
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # faust's json codec's form
-
 
 def encode_row(row: Row) -> bytes:
-    return _encode(row).encode()
+    # Copied: orjson's own bytes object keeps its ~4 KB working buffer (a million rows took
+    # 4 GB); the copy is the row's length.
+    return bytes(memoryview(orjson.dumps(row)))
 
 
 def decode_row(data: bytes | None) -> Row | None:
-    return json.loads(data) if data else None
+    return orjson.loads(data) if data else None
+
+
+def encode_key(key: str) -> bytes:
+    """A table key as faust's json codec writes it."""
+    return orjson.dumps(key)
