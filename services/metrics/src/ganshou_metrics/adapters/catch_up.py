@@ -147,7 +147,10 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
                 if new is not None:
                     table[key] = encode_row(new)  # held as the tables hold rows (row_codec.py)
                     places[key] = tp.partition
-            if tp in todo and (position >= stop[tp] or f"{tp.topic}[{tp.partition}]" in done.stopped_at):
+            finished = f"{tp.topic}[{tp.partition}]" in done.stopped_at
+            if not finished:  # the consumer's position also passes offsets that hold no record
+                finished = max(position, await consumer.position(tp)) >= stop[tp]
+            if finished and tp in todo:
                 todo.discard(tp)
                 consumer.pause(tp)
     return stop
