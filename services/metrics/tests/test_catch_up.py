@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
-from ganshou_metrics.adapters.catch_up import Tables
+from ganshou_metrics.adapters.catch_up import Tables, _holds, _lock
 from ganshou_metrics.adapters.faust_app import Projection
 from ganshou_metrics.adapters.row_codec import encode_row
 from ganshou_metrics.domain.projection import apply
@@ -174,3 +174,19 @@ async def test_only_one_pass_runs_for_a_generation(kafka_bootstrap: str) -> None
 
     assert sorted(d is None for d in done) == [False, True]
     assert next(d for d in done if d).events == 500  # 200 households, 200 residents, 100 erasures
+
+
+async def test_the_lock_stays_with_its_holder_while_another_waits(kafka_bootstrap: str) -> None:
+    group = f"lock-{uuid.uuid4().hex[:8]}"
+    first = await _lock(kafka_bootstrap, group)
+    second = asyncio.create_task(_lock(kafka_bootstrap, group))
+    try:
+        await asyncio.sleep(4)  # the second has joined the group by now: a rebalance ran
+        assert _holds(first) and not second.done()
+        await first.stop()  # released: the waiting one gets it
+        waiting = await asyncio.wait_for(second, 30)
+        assert _holds(waiting)
+        await waiting.stop()
+    finally:
+        second.cancel()
+

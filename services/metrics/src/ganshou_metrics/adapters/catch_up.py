@@ -18,7 +18,8 @@ mid-way commits nothing; the next start passes again from the beginning up to a 
 and its rows (a superset, each as new or newer) follow the first pass's in the changelogs.
 Two workers of one generation must not pass at once (an older row could land after a newer
 one): the pass is held under a lock, the one partition of `<group>.catch-up` in a consumer
-group of that name, and re-checks the committed offsets once it holds it. The commit itself
+group of that name (assigned sticky: it stays with its holder while others join), and
+re-checks the committed offsets once it holds it. The commit itself
 carries no group generation, which the broker refuses while faust's group has members.
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 from google.protobuf.message import DecodeError
@@ -103,9 +105,14 @@ async def _lock(bootstrap: str, group_id: str) -> AIOKafkaConsumer:
         pass
     finally:
         await admin.close()
+    # Sticky: a worker joining while the holder passes must not be handed the partition (the
+    # range assignor gives it to the lowest member id). Its own subclass: the sticky
+    # assignor keeps its state on the class, and each holder needs its own.
+    sticky = type("CatchUpLock", (StickyPartitionAssignor,), {"member_assignment": None, "generation": -1})
     holder = AIOKafkaConsumer(name, bootstrap_servers=bootstrap, group_id=name, enable_auto_commit=False,
                               session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
-                              max_poll_interval_ms=3_600_000, **client_kwargs())
+                              max_poll_interval_ms=3_600_000, partition_assignment_strategy=(sticky,),
+                              **client_kwargs())
     await holder.start()
     while TopicPartition(name, 0) not in holder.assignment():
         await holder.getmany(timeout_ms=500)  # drives the group's rebalances
@@ -127,7 +134,7 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
     while todo:
         batches = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
         for tp, records in batches.items():
-            table, places, position = rows[tp.topic], where[tp.topic], 0
+            table, places, position, refused = rows[tp.topic], where[tp.topic], 0, False
             for record in records:
                 if record.offset >= stop[tp]:
                     break
@@ -141,16 +148,15 @@ async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], don
                     log.warning("catch_up_partition_stopped", topic=tp.topic, partition=tp.partition,
                                 offset=record.offset, error=repr(exc))
                     done.stopped_at[f"{tp.topic}[{tp.partition}]"] = record.offset
+                    refused = True
                     break
                 position = record.offset + 1
                 done.events += 1
                 if new is not None:
                     table[key] = encode_row(new)  # held as the tables hold rows (row_codec.py)
                     places[key] = tp.partition
-            finished = f"{tp.topic}[{tp.partition}]" in done.stopped_at
-            if not finished:  # the consumer's position also passes offsets that hold no record
-                finished = max(position, await consumer.position(tp)) >= stop[tp]
-            if finished and tp in todo:
+            # The consumer's position also passes offsets that hold no record.
+            if refused or max(position, await consumer.position(tp)) >= stop[tp]:
                 todo.discard(tp)
                 consumer.pause(tp)
     return stop
@@ -174,11 +180,13 @@ async def _write(producer: AIOKafkaProducer, tables: Tables, rows: dict[str, dic
         for key, row in table.items():
             tp = TopicPartition(changelog, places[key])
             k, v = tables.serialise(topic, key, row)
-            batch = open_batches.get(tp) or open_batches.setdefault(tp, producer.create_batch())
-            if batch.append(key=k, value=v, timestamp=None) is None:  # full
+            if tp not in open_batches:
+                open_batches[tp] = producer.create_batch()
+            if open_batches[tp].append(key=k, value=v, timestamp=None) is None:  # full
                 await flush(tp)
                 open_batches[tp] = producer.create_batch()
-                open_batches[tp].append(key=k, value=v, timestamp=None)
+                if open_batches[tp].append(key=k, value=v, timestamp=None) is None:
+                    raise ValueError(f"row {key!r} is larger than a whole record batch ({len(v)} bytes)")
     for tp in list(open_batches):
         await flush(tp)
     for tp, count, future in sent:
