@@ -50,7 +50,7 @@ async def bench_import(dsn: str, n: int) -> float:
     os.environ.update(GANSHOU_TOKEN_SECRET=SECRET, GRPC_PORT="0", GRPC_HOST="127.0.0.1")
     from ganshou_intake.app.bootstrap import Settings, bootstrap
 
-    server, store = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 8))
+    server, close = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 8))
     await server.start()
     md = (("authorization", "Bearer " + mint_token(SECRET, "bench", Role.TOWN_ADMIN)),)
     try:
@@ -70,7 +70,7 @@ async def bench_import(dsn: str, n: int) -> float:
             assert result.households_imported == n, result.rejected[:3]
     finally:
         await server.stop()
-        await store.close()
+        await close()
     return 2 * n / elapsed
 
 

@@ -1,7 +1,8 @@
 """The whole system under load, every process real (as tests/integration/system.py runs it):
 
 - gRPC commands (RaiseDemand) through one intake replica, measured with ghz (a Go gRPC
-  load tool): the most it sustains, and latency at a sweep of fixed rates (plotted);
+  load tool): the most it sustains, and latency at a sweep of fixed rates (plotted); then
+  the same with the consumers downstream paused (the replica's own capacity);
 - the profiles of the hottest process at full rate and of the projection (py-spy);
 - CPU-seconds per million events, by process, over the 500/s run;
 - freshness: a command acknowledged → its figure changed in WatchFigures, at 500/s;
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +72,20 @@ def ghz(port: int, token: str, community: str, seconds: float, rps: int, concurr
     lat = {f"p{int(d['percentage'])}": d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     return {"asked_rps": rps, "rps": report["rps"], "count": report["count"], "ms": lat,
             "statuses": report.get("statusCodeDistribution", {})}
+
+
+DOWNSTREAM = ("casework-worker", "casework-relay", "partner-worker", "partner-relay", "metrics")
+
+
+@contextlib.contextmanager
+def paused(system: System, names: tuple[str, ...]):
+    for n in names:
+        os.kill(system.procs[n].popen.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for n in names:
+            os.kill(system.procs[n].popen.pid, signal.SIGCONT)
 
 
 async def stored_events(system: System) -> int:
@@ -292,6 +309,14 @@ async def main() -> None:
                     sweep.append(await asyncio.to_thread(ghz, port, token, c, secs, rps, 64))
                 r["grpc_sweep"] = sweep
                 plot(sweep + [r["grpc_max"]], out_dir / "grpc-latency.png")
+
+                # The replica with the machine to itself: every consumer downstream of intake paused
+                # (SIGSTOP; intake, its relay, Kafka and PostgreSQL run), so its own capacity shows
+                # apart from the pipeline's share of the two cores. They catch up once resumed.
+                with paused(system, DOWNSTREAM):
+                    r["grpc_max_intake_alone"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
+                    r["grpc_500_intake_alone"] = await asyncio.to_thread(ghz, port, token, c, secs,
+                                                                         50 if tiny else 500, 64)
 
                 # 500/s: CPU by process per million events, and freshness alongside.
                 await wait_projected(system, "metrics", await stored_events(system), wait_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from ganshou_common.commands import fingerprint
@@ -90,5 +91,71 @@ async def test_batches_are_written_whole_and_each_command_sees_its_versions(pg_p
                                                                reader_then_appender("w"), key="w") for i in range(20)])
             assert committer.batches["careful"] > before
             assert sorted(int(r) for r in results) == [e.version for e in await store.read_stream("w")] == list(range(1, 21))
+        finally:
+            await committer.close()
+
+
+def slow_appender(stream: str, gate: asyncio.Event):
+    async def decide(tx) -> bytes:
+        await gate.wait()
+        await tx.append(StreamAppend(stream, "thing", ANY_VERSION, [NewEvent("ganshou.test.v1.Happened", b"x")]))
+        return b"ok"
+
+    return decide
+
+
+async def test_callers_that_go_away_leave_the_committer_working(pg_port: int) -> None:
+    # An RPC cancelled (deadline, client gone) cancels its caller while the command waits in
+    # a queue or runs in a batch: the committer must answer everyone else, then and after.
+    async with migrated_store(pg_port) as store:
+        committer = GroupCommitter(store, workers=1)
+        try:
+            gate = asyncio.Event()
+            running = asyncio.create_task(committer.execute("first", "fp", slow_appender("c0", gate)))
+            await asyncio.sleep(0.1)  # its batch is running, held by the gate
+            queued = [asyncio.create_task(committer.execute(f"gone{i}", "fp", appender(f"c{i}"))) for i in range(5)]
+            await asyncio.sleep(0.1)
+            for t in [running, *queued]:
+                t.cancel()
+            gate.set()
+            results = await asyncio.wait_for(asyncio.gather(*(committer.execute(f"after{i}", "fp", appender(f"d{i}"))
+                                                              for i in range(10))), 10)
+            assert results == [b"1"] * 10
+            # The queued ones never ran; the running one's batch committed (as a transaction
+            # that commits while its caller goes would).
+            assert [await store.find_request(f"gone{i}") for i in range(5)] == [None] * 5
+        finally:
+            await committer.close()
+
+
+def with_row(row_id: str, stream: str):
+    async def decide(tx) -> bytes:
+        await tx.write_later("INSERT INTO later_rows (id, stream) VALUES ($1, $2)", row_id, stream)
+        await tx.append(StreamAppend(stream, "thing", NO_STREAM, [NewEvent("ganshou.test.v1.Happened", b"x")]))
+        return row_id.encode()
+
+    return decide
+
+
+async def test_writes_kept_for_the_batch_end_land_with_their_command_or_fail_alone(pg_port: int) -> None:
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
+        committer = GroupCommitter(store, workers=1)
+        try:
+            results = await asyncio.gather(*(committer.execute(f"k{i}", "fp", with_row(f"row{i}", f"n{i}"))
+                                             for i in range(50)))
+            assert results == [f"row{i}".encode() for i in range(50)]
+            assert committer.batches["staged"] > 0 and committer.batches["careful"] == 0
+            rows = await store.pool.fetch("SELECT id, stream FROM later_rows ORDER BY id")
+            assert sorted((r["id"], r["stream"]) for r in rows) == sorted((f"row{i}", f"n{i}") for i in range(50))
+            assert await store.outbox_backlog() == 50
+
+            # A row whose key is taken fails its own command only: its events are not appended.
+            results = await asyncio.gather(*(committer.execute(f"m{i}", "fp", with_row("row7" if i == 3 else f"new{i}",
+                                                                                    f"o{i}")) for i in range(20)),
+                                           return_exceptions=True)
+            assert isinstance(results[3], asyncpg.UniqueViolationError)
+            assert [r for i, r in enumerate(results) if i != 3] == [f"new{i}".encode() for i in range(20) if i != 3]
+            assert await store.read_stream("o3") == [] and len(await store.read_stream("o4")) == 1
         finally:
             await committer.close()

@@ -46,7 +46,7 @@ async def intake(pg_port: int, kafka_bootstrap: str) -> AsyncIterator[Intake]:
     os.environ["GRPC_HOST"] = "127.0.0.1"
     async with fresh_database(pg_port) as dsn:
         await migrate(dsn, [SQL_DIR])
-        server, store = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 10))
+        server, close = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 10))
         await server.start()
         # The relay publishes to a topic of this test's own, not ganshou.intake.events.v1,
         # so a running local system's consumers never see test events.
@@ -60,7 +60,7 @@ async def intake(pg_port: int, kafka_bootstrap: str) -> AsyncIterator[Intake]:
             relay.stop()
             await relay_task
             await server.stop()
-            await store.close()
+            await close()
 
 
 @pytest.fixture

@@ -7,11 +7,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ganshou_common.errors import InvalidArgument, RequestIdReused, Unavailable
 from ganshou_common.eventstore.model import EventStore, RequestAlreadyRecorded, StreamVersionConflict, Transaction
 
 Decide = Callable[[Transaction], Awaitable[bytes]]
+
+
+class Runner(Protocol):
+    """How a service runs its commands: each in its own transaction (`per_command`) or
+    batched with others (group_commit.GroupCommitter.execute). `key` names what the
+    command writes, so commands on the same streams queue behind each other."""
+
+    def __call__(self, request_id: str, fp: str, decide: Decide, key: str = "") -> Awaitable[bytes]: ...
+
+
+def per_command(store: EventStore) -> Runner:
+    def run(request_id: str, fp: str, decide: Decide, key: str = "") -> Awaitable[bytes]:
+        return execute(store, request_id, fp, decide)
+    return run
 
 
 def fingerprint(command_name: str, body: bytes) -> str:

@@ -8,12 +8,14 @@ the others commit together. Callers get their result only after the batch has co
 so an acknowledged command is durable, exactly as with a transaction of its own.
 
 A batch is first tried staged: each command's decide runs on the batch's transaction with
-its appends and request record kept in memory (versions assigned from the heads it read
-and the batch's own appends), then the whole batch is written at once — one multi-stream
-append per distinct metadata and one insert of every record — so a command costs its
-reads, not five round trips. Anything unusual (a decide that fails, reads a stream the
-batch already appended to, or a write refused by a version or a record already there)
-rolls the staged attempt back and runs the batch the careful way, a savepoint per command.
+its appends and request record kept in memory (versions assigned from the expected versions
+or the heads it read, and the batch's own appends), then the whole batch is written at
+once — one multi-stream append, each event with its command's metadata, and one insert of
+every record — so a command costs its reads, not five round trips. Writes no decision
+reads back (a read model's insert, `write_later`) wait for the batch's end too: one
+executemany a statement. Anything unusual (a decide that fails, reads a stream the batch
+already appended to, a write refused by a version, a key or a record already there) rolls
+the staged attempt back and runs the batch the careful way, a savepoint per command.
 In a staged batch, appended events get their positions and ids when the batch is written:
 decides see their versions only (no command uses more).
 
@@ -38,6 +40,7 @@ from ganshou_common.errors import InvalidArgument, Unavailable
 from ganshou_common.eventstore.model import (
     ANY_VERSION,
     Metadata,
+    NewEvent,
     RequestAlreadyRecorded,
     RequestRecord,
     StoredEvent,
@@ -57,20 +60,32 @@ class _Unstageable(Exception):
     """The staged attempt cannot go on: the batch runs again, a savepoint per command."""
 
 
+@dataclass
+class _InBatch:
+    """A stream the staged batch appends to: the head it expects to find, and its events."""
+    stream_type: str
+    base: int
+    events: list[tuple[NewEvent, Metadata]] = field(default_factory=list)
+
+
 class _Staged:
     """The transaction a decide sees in a staged batch: reads go to the database, appends
     and the request record are kept for the batch's one write."""
 
-    def __init__(self, tx: PostgresTransaction, heads: dict[str, int]):
-        self._tx, self.conn, self._heads = tx, tx.conn, heads  # heads: streams the batch appended to
-        self.appends: list[tuple[StreamAppend, Metadata]] = []
+    def __init__(self, tx: PostgresTransaction, streams: dict[str, _InBatch], writes: dict[str, list[tuple]]):
+        self._tx, self.conn, self._streams = tx, tx.conn, streams  # streams: those the batch appends to
+        self._writes = writes  # statement → the arguments of each time the batch's commands run it
         self.record: tuple[str, str, bytes] | None = None
 
+    async def write_later(self, sql: str, *args: object) -> None:
+        self._writes.setdefault(sql, []).append(args)
+
     async def stream_version(self, stream_id: str) -> int:
-        return self._heads[stream_id] if stream_id in self._heads else await self._tx.stream_version(stream_id)
+        s = self._streams.get(stream_id)
+        return s.base + len(s.events) if s else await self._tx.stream_version(stream_id)
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        if stream_id in self._heads:  # its staged events are not in the database yet
+        if stream_id in self._streams:  # its staged events are not in the database yet
             raise _Unstageable(stream_id)
         return await self._tx.read_stream(stream_id, after_version)
 
@@ -86,11 +101,18 @@ class _Staged:
     async def append_many(self, appends: list[StreamAppend], meta: Metadata = Metadata()) -> list[StoredEvent]:
         now, out = datetime.now(UTC), []
         for a in appends:
-            head = await self.stream_version(a.stream_id)
+            s = self._streams.get(a.stream_id)
+            if s is None:
+                # An expected version is taken at its word, not read: the batch's append
+                # checks every stream's head (refused, the batch runs the careful way, which
+                # says whose). Any version reads the head, to tell the decide its versions.
+                base = a.expected_version if a.expected_version != ANY_VERSION else \
+                    await self._tx.stream_version(a.stream_id)
+                s = self._streams[a.stream_id] = _InBatch(a.stream_type, base)
+            head = s.base + len(s.events)
             if a.expected_version not in (ANY_VERSION, head):
                 raise StreamVersionConflict(a.stream_id, a.expected_version, head)
-            self._heads[a.stream_id] = head + len(a.events)
-            self.appends.append((StreamAppend(a.stream_id, a.stream_type, head, a.events), meta))
+            s.events += [(e, meta) for e in a.events]
             out += [StoredEvent(0, None, a.stream_id, a.stream_type, head + n, e.event_type, e.payload,  # type: ignore[arg-type]
                                 e.community_id, e.occurred_at or now, now, meta)
                     for n, e in enumerate(a.events, start=1)]
@@ -138,6 +160,12 @@ class GroupCommitter:
             batch = [await queue.get()]
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
+            # A caller gone before its batch starts (its RPC cancelled: deadline, disconnect)
+            # is not run, as a transaction of its own would have been rolled back; its retry
+            # runs it then.
+            batch = [item for item in batch if not item.done.done()]
+            if not batch:
+                continue
             try:
                 await self._run_batch(batch)
             except asyncpg.DeadlockDetectedError:
@@ -145,15 +173,17 @@ class GroupCommitter:
                 # committed, so run its commands again.
                 for item in batch:
                     await queue.put(item)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the database failed: every command of the batch did
+                failure = Unavailable(f"database unavailable: {exc}") \
+                    if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)) else exc
                 for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(Unavailable(f"database unavailable: {exc}"))
+                    _settle(item, failure)
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         try:
             results = await self._run_staged(batch)
-        except (_Unstageable, asyncpg.UniqueViolationError, StreamVersionConflict, RequestAlreadyRecorded):
+        except (_Unstageable, asyncpg.IntegrityConstraintViolationError, StreamVersionConflict,
+                RequestAlreadyRecorded):
             results = None
         except asyncpg.PostgresError:
             raise  # the database failed (deadlock, outage), not a command: the batch fails
@@ -165,24 +195,26 @@ class GroupCommitter:
             return
         self.batches["staged"] += 1
         for item, result in results:
-            item.done.set_result(result)
+            _settle(item, result)
 
     async def _run_staged(self, batch: list[_Pending]) -> list[tuple[_Pending, bytes]] | None:
         results: list[tuple[_Pending, bytes]] = []
-        by_meta: dict[Metadata, list[StreamAppend]] = {}
+        streams: dict[str, _InBatch] = {}
+        writes: dict[str, list[tuple]] = {}
         records: list[tuple[str, str, bytes]] = []
         async with self.store.pool.acquire() as conn, conn.transaction():
-            tx, heads = PostgresTransaction(conn), {}
+            tx = PostgresTransaction(conn)
             for item in batch:
-                staged = _Staged(tx, heads)
+                staged = _Staged(tx, streams, writes)
                 result = await item.decide(staged)
                 await staged.record_request(item.request_id, item.fp, result)
-                for a, meta in staged.appends:
-                    by_meta.setdefault(meta, []).append(a)
                 records.append(staged.record)  # type: ignore[arg-type]
                 results.append((item, result))
-            for meta, appends in by_meta.items():
-                await tx.append_many(_merged(appends), meta)
+            for sql, rows in writes.items():  # executemany: one round trip for all of them
+                await conn.executemany(sql, rows)
+            # One append for the whole batch, each event with its own command's metadata.
+            await tx.append_each([(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]),
+                                   [m for _, m in s.events]) for sid, s in streams.items()])
             status = await conn.execute(_RECORD_ALL, *map(list, zip(*records, strict=True)))
             if status != f"INSERT 0 {len(records)}":  # a retry among them: answered the careful way
                 raise RequestAlreadyRecorded(status)
@@ -208,33 +240,34 @@ class GroupCommitter:
                         failures.append((item, exc))
                     else:
                         again.append(item)
+                except asyncpg.IntegrityConstraintViolationError as exc:  # the command's own write refused
+                    failures.append((item, exc))
                 except asyncpg.PostgresError:
                     raise  # the database failed (deadlock, outage), not the command: the batch fails
                 except Exception as exc:  # a domain error: this command fails, the batch goes on
                     failures.append((item, exc))
         for item, result in results:
-            item.done.set_result(result)
+            _settle(item, result)
         # A retry of a committed command ends in `again` (its record taken) or fails on the
         # state it already changed: either way it is answered as the first time.
         for item, exc in [*((i, None) for i in again), *failures]:
             prior = await self.store.find_request(item.request_id)
             if prior is not None:
                 try:
-                    item.done.set_result(_replay(prior.fingerprint, item.fp, item.request_id, prior.result))
+                    _settle(item, _replay(prior.fingerprint, item.fp, item.request_id, prior.result))
                 except Exception as refused:
-                    item.done.set_exception(refused)
+                    _settle(item, refused)
             elif exc is not None:
-                item.done.set_exception(exc)
+                _settle(item, exc)
             else:
                 await item.queue.put(item)
 
 
-def _merged(appends: list[StreamAppend]) -> list[StreamAppend]:
-    """One append per stream (append_many takes each once): a stream's staged appends in
-    the batch follow each other, so the first one's expected version holds for them all."""
-    out: dict[str, StreamAppend] = {}
-    for a in appends:
-        first = out.get(a.stream_id)
-        out[a.stream_id] = a if first is None else StreamAppend(a.stream_id, first.stream_type,
-                                                                first.expected_version, [*first.events, *a.events])
-    return list(out.values())
+def _settle(item: _Pending, outcome: bytes | BaseException) -> None:
+    """Answer a caller, unless it has gone (its future cancelled with its RPC)."""
+    if item.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        item.done.set_exception(outcome)
+    else:
+        item.done.set_result(outcome)

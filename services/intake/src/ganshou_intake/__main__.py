@@ -14,11 +14,7 @@ from ganshou_intake.adapters.read_models import SQL_DIR
 async def serve() -> None:
     from ganshou_intake.app.bootstrap import Settings, bootstrap
 
-    async def build():
-        server, store = await bootstrap(Settings.from_env())
-        return server, store.close
-
-    await service_main.serve(build)
+    await service_main.serve(lambda: bootstrap(Settings.from_env()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from ganshou.common.v1 import types_pb2
 from ganshou.intake.v1 import events_pb2 as ev
 from ganshou.intake.v1 import intake_service_pb2 as api
 from ganshou_common.codec import new_event
-from ganshou_common.commands import execute, fingerprint
+from ganshou_common.commands import Runner, execute, fingerprint, per_command
 from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ganshou_common.eventstore import NO_STREAM, Metadata, StreamAppend
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
@@ -45,6 +45,10 @@ def _now() -> datetime:
 class IntakeApp:
     store: PostgresEventStore
     master_key: MasterKey
+    run: Runner | None = None  # each command in its own transaction unless given (group commit)
+
+    def __post_init__(self) -> None:
+        self._run: Runner = self.run or per_command(self.store)
 
     # ---- commands ----------------------------------------------------------------------
 
@@ -64,7 +68,7 @@ class IntakeApp:
             await rm.insert_community(tx.conn, req.community_id, req.name, req.kind)
             return api.RegisterCommunityResponse(community_id=req.community_id).SerializeToString()
 
-        return api.RegisterCommunityResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.RegisterCommunityResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     @staticmethod
     def _resident_ids(household_id: str, req: api.RegisterHouseholdRequest) -> list[str]:
@@ -126,7 +130,7 @@ class IntakeApp:
             return api.RegisterHouseholdResponse(household_id=household_id,
                                                  resident_ids=[r.resident_id for r in residents]).SerializeToString()
 
-        return api.RegisterHouseholdResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.RegisterHouseholdResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     async def register_resident(self, who: Principal, cid: str, req: api.RegisterResidentRequest) -> api.RegisterResidentResponse:
         v = Violations()
@@ -144,7 +148,7 @@ class IntakeApp:
             await rm.insert_residents(tx.conn, [row])
             return api.RegisterResidentResponse(resident_id=rid).SerializeToString()
 
-        return api.RegisterResidentResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.RegisterResidentResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     async def _household_in_scope(self, conn, who: Principal, household_id: str, field: str = "household_id") -> rm.HouseholdRow:
         h = await rm.household(conn, household_id)
@@ -202,7 +206,7 @@ class IntakeApp:
                                      req.title, due)
             return api.OpenVisitCampaignResponse(campaign_id=campaign_id, households_due=len(due)).SerializeToString()
 
-        return api.OpenVisitCampaignResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.OpenVisitCampaignResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     async def _demand(self, tx: PostgresTransaction, *, community_id: str, household: rm.HouseholdRow | None,
                       resident_id: str, channel: int, urgency: int, category: str, description: str,
@@ -219,7 +223,7 @@ class IntakeApp:
                             channel=channel, urgency=urgency, category=category, description=description,
                             segment=demand_segment(segment, household.segments if household else []),
                             care_groups=care, raised_at=ts(at), call_id=call_id, campaign_id=campaign_id)
-        await rm.insert_demand(tx.conn, e)
+        await rm.insert_demand(tx, e)
         return StreamAppend(stream("demand", demand_id), "demand", NO_STREAM, [new_event(e, community_id, at)]), e
 
     async def record_visit(self, who: Principal, cid: str, req: api.RecordVisitRequest) -> api.RecordVisitResponse:
@@ -270,7 +274,8 @@ class IntakeApp:
             await tx.append_many(appends, _meta(who, cid, req.request_id))
             return api.RecordVisitResponse(demand_ids=demand_ids).SerializeToString()
 
-        return api.RecordVisitResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.RecordVisitResponse.FromString(await self._run(req.request_id, _fp(req), decide,
+                                                                   key=req.household_id))
 
     async def raise_demand(self, who: Principal, cid: str, req: api.RaiseDemandRequest) -> api.RaiseDemandResponse:
         v = Violations()
@@ -292,7 +297,7 @@ class IntakeApp:
             await tx.append(append, _meta(who, cid, req.request_id))
             return api.RaiseDemandResponse(demand_id=e.demand_id).SerializeToString()
 
-        return api.RaiseDemandResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.RaiseDemandResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     async def log_hotline_call(self, who: Principal, cid: str, req: api.LogHotlineCallRequest) -> api.LogHotlineCallResponse:
         v = Violations()
@@ -330,7 +335,7 @@ class IntakeApp:
             await tx.append_many(appends, _meta(who, cid, req.request_id))
             return api.LogHotlineCallResponse(call_id=call_id, demand_id=demand_id).SerializeToString()
 
-        return api.LogHotlineCallResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.LogHotlineCallResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     async def erase_resident(self, who: Principal, cid: str, req: api.EraseResidentRequest) -> api.EraseResidentResponse:
         v = Violations()
@@ -351,7 +356,7 @@ class IntakeApp:
                                          [new_event(e, r.community_id)]), _meta(who, cid, req.request_id))
             return api.EraseResidentResponse().SerializeToString()
 
-        return api.EraseResidentResponse.FromString(await execute(self.store, req.request_id, _fp(req), decide))
+        return api.EraseResidentResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
     # ---- bulk import ---------------------------------------------------------------------
 
