@@ -159,3 +159,20 @@ async def test_writes_kept_for_the_batch_end_land_with_their_command_or_fail_alo
             assert await store.read_stream("o3") == [] and len(await store.read_stream("o4")) == 1
         finally:
             await committer.close()
+
+
+async def test_a_batch_reads_its_keys_heads_at_once_and_stays_staged(pg_port: int) -> None:
+    async with migrated_store(pg_port) as store:
+        committer = GroupCommitter(store, workers=1)
+        try:
+            for s in range(5):  # streams with a history: a head of 0 would be refused
+                async with store.transaction() as tx:
+                    await tx.append(StreamAppend(f"h{s}", "thing", NO_STREAM,
+                                                 [NewEvent("ganshou.test.v1.Happened", b"x")] * 3))
+            results = await asyncio.gather(*(committer.execute(f"p{i}", "fp", appender(f"h{i % 5}"), key=f"h{i % 5}")
+                                             for i in range(100)))
+            assert committer.batches["careful"] == 0 and committer.batches["staged"] > 0
+            for s in range(5):
+                assert sorted(int(results[i]) for i in range(100) if i % 5 == s) == list(range(4, 24))
+        finally:
+            await committer.close()

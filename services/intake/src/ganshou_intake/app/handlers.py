@@ -275,7 +275,7 @@ class IntakeApp:
             return api.RecordVisitResponse(demand_ids=demand_ids).SerializeToString()
 
         return api.RecordVisitResponse.FromString(await self._run(req.request_id, _fp(req), decide,
-                                                                   key=req.household_id))
+                                                                   key=stream("household", req.household_id)))
 
     async def raise_demand(self, who: Principal, cid: str, req: api.RaiseDemandRequest) -> api.RaiseDemandResponse:
         v = Violations()
