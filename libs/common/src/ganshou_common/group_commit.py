@@ -227,7 +227,7 @@ class GroupCommitter:
                 records.append(staged.record)  # type: ignore[arg-type]
                 results.append((item, result))
             for sql, rows in writes.items():  # executemany: one round trip for all of them
-                await conn.executemany(sql, rows)
+                await (conn.execute(sql, *rows[0]) if len(rows) == 1 else conn.executemany(sql, rows))
             # One append for the whole batch, each event with its own command's metadata.
             await tx.append_each([(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]),
                                    [m for _, m in s.events]) for sid, s in streams.items()])
