@@ -184,7 +184,7 @@ class GroupCommitter:
                 # committed, so run its commands again.
                 for item in batch:
                     await queue.put(item)
-            except Exception as exc:  # the database failed: every command of the batch did
+            except Exception as exc:  # the batch failed as a whole (the database, or a bug): each command did
                 failure = Unavailable(f"database unavailable: {exc}") \
                     if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)) else exc
                 for item in batch:

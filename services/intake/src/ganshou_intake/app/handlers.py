@@ -1,6 +1,8 @@
 """Intake's use cases. Each command: check its fields, then in one transaction read what
 it needs from the read models, seal personal data, append its events, update the read
-models, and record the result under the request id.
+models, and record the result under the request id. The transaction is the command's own
+or, under group commit (the composition root's choice), shared with concurrent commands:
+the same outcome for each (ganshou_common.group_commit).
 
 The request messages are the commands (RegisterHouseholdRequest is the order "register
 this household"): a dataclass copy of each would add only a mapping to keep in sync.
