@@ -9,8 +9,9 @@ import uuid
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError
 
 from ganshou.common.v1 import envelope_pb2, types_pb2
 from ganshou_common.consumer import IdempotentConsumer
@@ -85,3 +86,53 @@ async def test_duplicates_apply_once_and_poison_is_dead_lettered(pg_database: st
 
 async def dead_letter_reasons(bootstrap: str, topic: str) -> list[str]:
     return [dict(r.headers)["reason"].decode() for r in await read_records(bootstrap, topic)]
+
+
+async def test_a_commit_refused_after_the_group_moved_on_does_not_stop_the_consumer(
+        pg_database: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker paused past its session (a starved core) finds its group rebalanced: aiokafka
+    # refuses the commit (CommitFailedError). It used to end the worker's run.
+    await migrate(pg_database)
+    topic = f"test.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    await admin.close()
+    store = await PostgresEventStore.connect(pg_database)
+    await store.pool.execute("CREATE TABLE seen (stream_id text, version bigint)")
+
+    async def on_money(tx, env: envelope_pb2.EventEnvelope) -> None:
+        await tx.conn.execute("INSERT INTO seen VALUES ($1, $2)", env.stream_id, env.stream_version)
+
+    real_commit, refused = AIOKafkaConsumer.commit, []
+
+    async def refuse_the_first(self, *args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise CommitFailedError("the group has already rebalanced")
+        return await real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", refuse_the_first)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    consumer = IdempotentConsumer("paused", store, kafka_bootstrap, [topic], {"ganshou.common.v1.Money": on_money},
+                                  f"{topic}.dlq")
+    task = asyncio.create_task(consumer.run())
+    try:
+        for version in range(1, 21):
+            await producer.send_and_wait(topic, envelope("s1", version), key=b"s1")
+            if version == 10:  # the first batch (its commit refused) before the rest
+                async with asyncio.timeout(30):
+                    while not refused:
+                        await asyncio.sleep(0.1)
+        async with asyncio.timeout(30):
+            while await store.pool.fetchval("SELECT count(*) FROM seen") < 20:
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.1)
+        assert refused and not task.done()
+        assert await store.pool.fetchval("SELECT count(DISTINCT version) FROM seen") == 20
+    finally:
+        consumer.stop()
+        await producer.stop()
+        await task
+        await store.close()

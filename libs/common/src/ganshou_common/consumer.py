@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge
@@ -124,7 +125,14 @@ class IdempotentConsumer:
                     if hw is not None:
                         LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, hw - records[-1].offset - 1))
                 if batch:
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except (CommitFailedError, IllegalStateError) as exc:
+                        # The group moved on while this batch was applied (the process paused past
+                        # its session: a starved core, a long GC): the partitions' next owner reads
+                        # from the last commit and the claims skip what this batch applied. A
+                        # reason to rejoin (getmany does), not to stop.
+                        log.warning("consumer_commit_refused", consumer=self.name, error=str(exc))
         finally:
             await consumer.stop()
             await producer.stop()
