@@ -26,13 +26,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
-from ganshou_common.commands import execute, fingerprint  # noqa: E402
+from ganshou_common.commands import execute  # noqa: E402
 from ganshou_common.eventstore import ANY_VERSION, NewEvent, StreamAppend  # noqa: E402
 from ganshou_common.eventstore.postgres import PostgresEventStore  # noqa: E402
 from ganshou_common.group_commit import GroupCommitter  # noqa: E402

@@ -1,5 +1,6 @@
-"""ImportHouseholds through one intake server (real gRPC, PostgreSQL), beside plain asyncpg
-batched inserts of the same rows, in one run.
+"""ImportHouseholds through one intake server (real gRPC, PostgreSQL; the importing client a
+process of its own), beside plain asyncpg batched inserts of the same rows and a bare COPY,
+in one run.
 
     uv run python bench/import_households.py [--households 20000] [--tiny]
 
@@ -15,9 +16,12 @@ import asyncio
 import base64
 import json
 import os
+import resource
+import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -46,7 +50,40 @@ def household(n: int) -> api.RegisterHouseholdRequest:
         residents=[api.ResidentInput(name=f"居民{n}", phone=f"138{n % 10**8:08d}", segment=t.SEGMENT_LOCAL)])
 
 
-async def bench_import(dsn: str, n: int) -> float:
+async def client(port: int, n: int) -> None:
+    """The importing app, in a process of its own (as a real one is): streams the rows,
+    prints the seconds from its first row to the server's answer."""
+    md = (("authorization", "Bearer " + mint_token(SECRET, "bench", Role.TOWN_ADMIN)),)
+    request_id = uuid.uuid4().hex
+    rows = [api.ImportHouseholdsRequest(request_id=request_id, row_number=i + 1, household=household(i))
+            for i in range(n)]
+
+    async def stream():
+        for row in rows:
+            yield row
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        started = time.perf_counter()
+        result = await rpc.IntakeServiceStub(ch).ImportHouseholds(stream(), metadata=md)
+        elapsed = time.perf_counter() - started
+    assert result.households_imported == n, result.rejected[:3]
+    print(json.dumps({"seconds": elapsed}))
+
+
+def postgres_cpu_s() -> float:
+    """CPU-seconds of the PostgreSQL cluster so far: its live processes and the backends
+    that have exited (the postmaster's children's time)."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for pid in subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if fields[1] == "1" else 0)
+    return total / tick
+
+
+async def bench_import(dsn: str, n: int) -> dict[str, float]:
     os.environ.update(GANSHOU_TOKEN_SECRET=SECRET, GRPC_PORT="0", GRPC_HOST="127.0.0.1")
     from ganshou_intake.app.bootstrap import Settings, bootstrap
 
@@ -55,26 +92,68 @@ async def bench_import(dsn: str, n: int) -> float:
     md = (("authorization", "Bearer " + mint_token(SECRET, "bench", Role.TOWN_ADMIN)),)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
-            stub = rpc.IntakeServiceStub(ch)
-            await stub.RegisterCommunity(api.RegisterCommunityRequest(
+            await rpc.IntakeServiceStub(ch).RegisterCommunity(api.RegisterCommunityRequest(
                 request_id="c", community_id="c-bench", name="bench", kind=ev.COMMUNITY_KIND_VILLAGE), metadata=md)
-            request_id = uuid.uuid4().hex
-
-            async def rows():
-                for i in range(n):
-                    yield api.ImportHouseholdsRequest(request_id=request_id, row_number=i + 1, household=household(i))
-
-            started = time.perf_counter()
-            result = await stub.ImportHouseholds(rows(), metadata=md)
-            elapsed = time.perf_counter() - started
-            assert result.households_imported == n, result.rejected[:3]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", str(server.port), "--households", str(n),
+            stdout=asyncio.subprocess.PIPE)
+        cpu0, pg0 = resource.getrusage(resource.RUSAGE_SELF), postgres_cpu_s()
+        out, _ = await proc.communicate()
+        cpu1, pg1 = resource.getrusage(resource.RUSAGE_SELF), postgres_cpu_s()
+        if proc.returncode:
+            raise RuntimeError(f"the import client failed ({proc.returncode})")
+        seconds = json.loads(out.decode().strip().splitlines()[-1])["seconds"]
     finally:
         await server.stop()
         await close()
+    million = 1e6 / (2 * n)
+    return {"events_per_s": 2 * n / seconds,
+            "cpu_s_per_million_events": {
+                "intake": (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) * million,
+                "postgresql": (pg1 - pg0) * million}}
+
+
+async def bench_plain_same_rows(dsn: str, n: int) -> float:
+    """What the import writes, written by plain asyncpg with nothing else to do: per chunk
+    of 500 households one transaction of multi-row INSERTs (unnest) into the same tables —
+    the subject keys, the events with their outbox rows, the households, the residents and
+    the request record — with payloads of the import's sizes made up front."""
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("INSERT INTO communities (community_id, name, kind) VALUES ('c-bench', 'bench', 1)")
+    blob = os.urandom(60)
+    started = time.perf_counter()
+    for start in range(0, n, 500):
+        hs = [str(uuid.uuid4()) for _ in range(start, min(n, start + 500))]
+        rs = [str(uuid.uuid4()) for _ in hs]
+        streams = [f"household-{h}" for h in hs] + [f"resident-{r}" for r in rs]
+        async with conn.transaction():
+            await conn.execute("INSERT INTO subject_keys (subject_id, wrapped_key) SELECT * FROM unnest($1::text[], $2::bytea[])",
+                               streams, [blob] * len(streams))
+            await conn.execute(
+                "WITH e AS (INSERT INTO events (event_id, stream_id, stream_type, version, event_type, payload, "
+                "community_id, occurred_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], "
+                "$5::text[], $6::bytea[], $7::text[], $8::timestamptz[]) RETURNING position) "
+                "INSERT INTO outbox (position) SELECT position FROM e",
+                [uuid.uuid4() for _ in streams], streams, ["household"] * len(hs) + ["resident"] * len(rs),
+                [1] * len(streams), ["ganshou.intake.v1.HouseholdRegistered"] * len(hs) +
+                ["ganshou.intake.v1.ResidentRegistered"] * len(rs), [os.urandom(200) for _ in streams],
+                ["c-bench"] * len(streams), [datetime.now(UTC)] * len(streams))
+            await conn.execute(
+                "INSERT INTO households (household_id, community_id, address_sealed, segments, care_groups) "
+                "SELECT h, 'c-bench', a, '{1}', '{}' FROM unnest($1::text[], $2::bytea[]) AS t(h, a)", hs, [blob] * len(hs))
+            await conn.execute(
+                "INSERT INTO residents (resident_id, household_id, community_id, segment, care_groups, name_sealed, "
+                "phone_sealed, id_number_sealed) SELECT r, h, 'c-bench', 1, '{}', $3, $3, $3 "
+                "FROM unnest($1::text[], $2::text[]) AS t(r, h)", rs, hs, blob)
+            await conn.execute("INSERT INTO requests (request_id, fingerprint, result) VALUES ($1, '', $2)",
+                               f"plain#{start}", blob)
+    elapsed = time.perf_counter() - started
+    await conn.close()
     return 2 * n / elapsed
 
 
-async def bench_plain(dsn: str, n: int) -> float:
+async def bench_plain_copy(dsn: str, n: int) -> float:
+    """The floor: bare event-sized rows COPYed into one table with one index."""
     conn = await asyncpg.connect(dsn)
     await conn.execute("CREATE TABLE plain (id uuid PRIMARY KEY, stream text, version int, payload bytea)")
     payload = os.urandom(180)
@@ -93,15 +172,23 @@ async def main() -> None:
     parser.add_argument("--households", type=int, default=20_000)
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "import_households.json")
+    parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        return await client(args.client, args.households)
     n = 200 if args.tiny else args.households
     async with fresh_database(PG_PORT) as dsn:
         await migrate(dsn, [SQL_DIR])
-        grpc_rate = await bench_import(dsn, n)
+        ganshou = await bench_import(dsn, n)
     async with fresh_database(PG_PORT) as dsn:
-        plain_rate = await bench_plain(dsn, n)
-    result = {"machine": describe(), "households": n, "import_events_per_s": grpc_rate,
-              "plain_asyncpg_copy_events_per_s": plain_rate, "ratio_vs_plain": grpc_rate / plain_rate}
+        await migrate(dsn, [SQL_DIR])
+        same_rows = await bench_plain_same_rows(dsn, n)
+    async with fresh_database(PG_PORT) as dsn:
+        copy = await bench_plain_copy(dsn, n)
+    result = {"machine": describe(), "households": n, "import_events_per_s": ganshou["events_per_s"],
+              "plain_asyncpg_same_rows_events_per_s": same_rows, "ratio_vs_plain_same_rows": ganshou["events_per_s"] / same_rows,
+              "plain_asyncpg_copy_events_per_s": copy, "ratio_vs_plain_copy": ganshou["events_per_s"] / copy,
+              "cpu_s_per_million_events": ganshou["cpu_s_per_million_events"]}
     text = json.dumps(result, indent=2, default=lambda x: round(x, 2))
     print(text)
     if not args.tiny:

@@ -6,15 +6,14 @@ from collections.abc import AsyncIterator
 
 from ganshou.intake.v1 import intake_service_pb2 as api
 from ganshou.intake.v1 import intake_service_pb2_grpc as rpc
-from ganshou_common.errors import InvalidArgument
 from ganshou_common.grpc_scaffold.auth import Role
 from ganshou_common.grpc_scaffold.interceptor import current_correlation_id, current_principal
 from ganshou_common.grpc_scaffold.policy import admits
+from ganshou_intake.app.bulk_import import import_households
 from ganshou_intake.app.handlers import IntakeApp
 
 SERVICE = "ganshou.intake.v1.IntakeService"
 ADMIN, CADRE, HOTLINE, AUDITOR = Role.TOWN_ADMIN, Role.COMMUNITY_CADRE, Role.HOTLINE_OPERATOR, Role.AUDITOR
-IMPORT_CHUNK = 500
 
 
 class IntakeServicer(rpc.IntakeServiceServicer):
@@ -71,24 +70,4 @@ class IntakeServicer(rpc.IntakeServiceServicer):
 
     @admits(ADMIN, CADRE)
     async def ImportHouseholds(self, request_iterator: AsyncIterator[api.ImportHouseholdsRequest], context):
-        who, cid = current_principal(), current_correlation_id()
-        total = api.ImportHouseholdsResponse()
-        request_id, chunk = "", []
-        async for msg in request_iterator:
-            if not msg.request_id or (request_id and msg.request_id != request_id):
-                raise InvalidArgument.field("request_id", "required, and the same on every message of one import")
-            request_id = msg.request_id
-            chunk.append((msg.row_number or len(chunk) + 1, msg.household))
-            if len(chunk) >= IMPORT_CHUNK:
-                _merge(total, await self.app.import_chunk(who, cid, request_id, chunk))
-                chunk = []
-        if chunk:
-            _merge(total, await self.app.import_chunk(who, cid, request_id, chunk))
-        return total
-
-
-def _merge(total: api.ImportHouseholdsResponse, part: api.ImportHouseholdsResponse) -> None:
-    total.households_imported += part.households_imported
-    total.residents_imported += part.residents_imported
-    total.rejected.extend(part.rejected)
-    total.household_ids.extend(part.household_ids)
+        return await import_households(self.app, current_principal(), current_correlation_id(), request_iterator)

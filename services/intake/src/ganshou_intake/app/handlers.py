@@ -10,7 +10,6 @@ this household"): a dataclass copy of each would add only a mapping to keep in s
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,8 +22,8 @@ from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgu
 from ganshou_common.eventstore import NO_STREAM, Metadata, StreamAppend
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
 from ganshou_common.grpc_scaffold.auth import Principal
-from ganshou_common.ids import new_id
-from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, record_access, seal, unseal
+from ganshou_common.ids import derived_id, new_id
+from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, Sealer, record_access, seal, unseal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 from ganshou_intake.adapters import read_models as rm
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
@@ -41,6 +40,20 @@ def _fp(req) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _NewHousehold:
+    """A household about to be registered, with its residents' ids (derived from its own, so
+    a retried import finds the same people)."""
+
+    household_id: str
+    resident_ids: list[str]
+    req: api.RegisterHouseholdRequest
+
+    @classmethod
+    def of(cls, household_id: str, req: api.RegisterHouseholdRequest) -> _NewHousehold:
+        return cls(household_id, [derived_id(household_id, str(i)) for i in range(len(req.residents))], req)
 
 
 @dataclass
@@ -72,30 +85,25 @@ class IntakeApp:
 
         return api.RegisterCommunityResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 
-    @staticmethod
-    def _resident_ids(household_id: str, req: api.RegisterHouseholdRequest) -> list[str]:
-        return [str(uuid.uuid5(uuid.UUID(household_id), str(i))) for i in range(len(req.residents))]
-
-    async def _new_keys(self, tx: PostgresTransaction, households: list[tuple[str, api.RegisterHouseholdRequest]]
-                        ) -> dict[str, bytes]:
+    async def _new_keys(self, tx: PostgresTransaction, households: list[_NewHousehold]) -> dict[str, bytes]:
         """One key per new household and resident, created together."""
-        subjects = [stream("household", h) for h, _ in households]
-        subjects += [stream("resident", r) for h, req in households for r in self._resident_ids(h, req)]
+        subjects = [stream("household", h.household_id) for h in households]
+        subjects += [stream("resident", r) for h in households for r in h.resident_ids]
         return await PostgresKeyRing(tx.conn, self.master_key).create_many(subjects)
 
-    async def _stage_household(self, keys: dict[str, bytes], req: api.RegisterHouseholdRequest,
-                               household_id: str) -> tuple[list[StreamAppend], rm.HouseholdRow, list[rm.ResidentRow]]:
+    def _stage_household(self, keys: dict[str, bytes], new: _NewHousehold
+                         ) -> tuple[list[StreamAppend], rm.HouseholdRow, list[rm.ResidentRow]]:
         """The events and read-model rows of one new household and its residents."""
-        hkey = keys[stream("household", household_id)]
-        row = rm.HouseholdRow(household_id, req.community_id,
-                              seal(hkey, stream("household", household_id), "address", req.address),
+        req, household_id = new.req, new.household_id
+        subject = stream("household", household_id)
+        row = rm.HouseholdRow(household_id, req.community_id, seal(keys[subject], subject, "address", req.address),
                               list(req.segments), list(req.care_groups))
-        appends = [StreamAppend(stream("household", household_id), "household", NO_STREAM, [new_event(
+        appends = [StreamAppend(subject, "household", NO_STREAM, [new_event(
             ev.HouseholdRegistered(household_id=household_id, community_id=req.community_id,
                                    address_sealed=row.address_sealed, segments=row.segments,
                                    care_groups=row.care_groups), req.community_id)])]
         residents = []
-        for rid, r in zip(self._resident_ids(household_id, req), req.residents, strict=True):
+        for rid, r in zip(new.resident_ids, req.residents, strict=True):
             res_row, append = self._stage_resident(keys[stream("resident", rid)], rid, household_id, req.community_id, r)
             residents.append(res_row)
             appends.append(append)
@@ -105,9 +113,10 @@ class IntakeApp:
     def _stage_resident(key: bytes, rid: str, household_id: str, community_id: str,
                         r: api.ResidentInput) -> tuple[rm.ResidentRow, StreamAppend]:
         subject = stream("resident", rid)
+        sealed = Sealer(key, subject)
         row = rm.ResidentRow(rid, household_id, community_id, r.segment, list(r.care_groups),
-                             seal(key, subject, "name", r.name), seal(key, subject, "phone", r.phone),
-                             seal(key, subject, "id_number", r.id_number.upper()), False)
+                             sealed("name", r.name), sealed("phone", r.phone), sealed("id_number", r.id_number.upper()),
+                             False)
         e = ev.ResidentRegistered(resident_id=rid, household_id=household_id, community_id=community_id,
                                   segment=r.segment, care_groups=r.care_groups, name_sealed=row.name_sealed,
                                   phone_sealed=row.phone_sealed, id_number_sealed=row.id_number_sealed)
@@ -122,14 +131,14 @@ class IntakeApp:
         async def decide(tx: PostgresTransaction) -> bytes:
             if not await rm.community_exists(tx.conn, req.community_id):
                 raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
-            household_id = new_id()
-            keys = await self._new_keys(tx, [(household_id, req)])
-            appends, row, residents = await self._stage_household(keys, req, household_id)
+            new = _NewHousehold.of(new_id(), req)
+            keys = await self._new_keys(tx, [new])
+            appends, row, residents = self._stage_household(keys, new)
             await tx.append_many(appends, _meta(who, cid, req.request_id))
             await rm.insert_households(tx.conn, [row])
             if residents:
                 await rm.insert_residents(tx.conn, residents)
-            return api.RegisterHouseholdResponse(household_id=household_id,
+            return api.RegisterHouseholdResponse(household_id=new.household_id,
                                                  resident_ids=[r.resident_id for r in residents]).SerializeToString()
 
         return api.RegisterHouseholdResponse.FromString(await self._run(req.request_id, _fp(req), decide))
@@ -395,14 +404,14 @@ class IntakeApp:
                 if row.community_id not in known:
                     result.rejected.add(row_number=n, field="community_id", reason=f"no community {row.community_id!r}")
                     continue
-                accepted.append((str(uuid.uuid5(_IMPORT_NS, f"{request_id}#{n}")), row))
+                accepted.append(_NewHousehold.of(derived_id(_IMPORT_NS, f"{request_id}#{n}"), row))
             keys = await self._new_keys(tx, accepted) if accepted else {}
-            for household_id, row in accepted:
-                a, h, rs = await self._stage_household(keys, row, household_id)
+            for new in accepted:
+                a, h, rs = self._stage_household(keys, new)
                 appends += a
                 households.append(h)
                 residents += rs
-                result.household_ids.append(household_id)
+                result.household_ids.append(new.household_id)
             if appends:
                 await tx.append_many(appends, _meta(who, cid, request_id))
                 await rm.insert_households(tx.conn, households)
@@ -500,6 +509,6 @@ class IntakeApp:
         return out
 
 
-_IMPORT_NS = uuid.UUID("6a1d3b0e-5f0c-4c1e-9a55-0e7d6b1f2c11")
+_IMPORT_NS = "6a1d3b0e-5f0c-4c1e-9a55-0e7d6b1f2c11"
 
 

@@ -1,0 +1,80 @@
+"""The import's pipeline of chunks, against an in-memory importer (the chunks' own
+transactions are covered against PostgreSQL in test_intake_service.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ganshou.intake.v1 import intake_service_pb2 as api
+from ganshou_common.errors import InvalidArgument
+from ganshou_common.grpc_scaffold.auth import Principal, Role
+from ganshou_intake.app.bulk_import import import_households
+
+WHO = Principal("admin-1", Role.TOWN_ADMIN)
+
+
+class Importer:
+    """Answers each chunk with its rows' numbers as ids, the earlier chunks slowest, so
+    they finish out of order; fails the chunk holding `fail_at`."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.fail_at, self.running, self.most_running = fail_at, 0, 0
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.cancelled: list[int] = []
+
+    async def import_chunk(self, who, cid, request_id, rows):
+        first = rows[0][0]
+        self.started.append(first)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await asyncio.sleep(0.05 / first)
+            if self.fail_at is not None and any(n == self.fail_at for n, _ in rows):
+                raise RuntimeError(f"chunk {first} failed")
+            self.finished.append(first)
+            return api.ImportHouseholdsResponse(households_imported=len(rows), household_ids=[str(n) for n, _ in rows])
+        except asyncio.CancelledError:
+            self.cancelled.append(first)
+            raise
+        finally:
+            self.running -= 1
+
+
+async def rows(n: int, request_id: str = "imp-1"):
+    for i in range(1, n + 1):
+        yield api.ImportHouseholdsRequest(request_id=request_id, row_number=i,
+                                          household=api.RegisterHouseholdRequest(community_id="c1"))
+
+
+async def test_chunks_run_a_few_at_once_and_answer_in_the_stream_order() -> None:
+    importer = Importer()
+    result = await import_households(importer, WHO, "cid", rows(23), chunk_size=2, in_flight=3)
+    assert result.households_imported == 23
+    assert list(result.household_ids) == [str(n) for n in range(1, 24)]
+    assert importer.most_running == 3
+    assert importer.finished != sorted(importer.finished)  # they did finish out of order
+
+
+async def test_a_failing_chunk_ends_the_import_and_nothing_is_left_running() -> None:
+    importer = Importer(fail_at=5)
+    with pytest.raises(RuntimeError, match="chunk 5"):
+        await import_households(importer, WHO, "cid", rows(40), chunk_size=2, in_flight=4)
+    assert importer.running == 0
+    assert set(importer.started) == set(importer.finished) | set(importer.cancelled) | {5}
+
+
+async def test_every_message_carries_the_same_request_id() -> None:
+    async def mixed():
+        async for r in rows(3):
+            yield r
+        async for r in rows(1, request_id="imp-2"):
+            yield r
+
+    importer = Importer()
+    with pytest.raises(InvalidArgument) as err:
+        await import_households(importer, WHO, "cid", mixed(), chunk_size=2)
+    assert [v.field for v in err.value.violations] == ["request_id"]
+    assert importer.running == 0
