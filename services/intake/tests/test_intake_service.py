@@ -17,6 +17,7 @@ from ganshou.intake.v1 import intake_service_pb2 as api
 from ganshou_common.grpc_scaffold.auth import Role
 from ganshou_common.grpc_scaffold.errors import field_violations
 from ganshou_common.testing.kafka import read_topic
+from ganshou_intake.app.bulk_import import CHUNK
 
 pytestmark = pytest.mark.integration
 
@@ -298,12 +299,13 @@ async def test_import_keeps_good_rows_reports_bad_and_is_idempotent(intake, comm
 
 
 async def test_an_import_of_several_chunks_in_flight_keeps_the_rows_order_and_is_idempotent(intake, community_id) -> None:
-    # 1,150 rows are three chunks of 500, written concurrently: the ids still come back in
-    # the rows' order, bad rows in any chunk are reported, and a retry adds nothing.
+    # 2,150 rows are three chunks, written concurrently: the ids still come back in the
+    # rows' order, bad rows in any chunk are reported, and a retry adds nothing.
+    assert 2 * CHUNK < 2150 <= 3 * CHUNK
     await setup_community(intake, community_id)
-    request_id, bad = rid(), {7, 640, 1149}
+    request_id, bad = rid(), {7, 1640, 2149}
     rows = []
-    for n in range(1, 1151):
+    for n in range(1, 2151):
         req = household_request(community_id, request_id="", residents=[])
         req.address = "" if n in bad else f"科苑路{n}号"
         rows.append(api.ImportHouseholdsRequest(request_id=request_id, row_number=n, household=req))
@@ -313,15 +315,15 @@ async def test_an_import_of_several_chunks_in_flight_keeps_the_rows_order_and_is
             yield r
 
     result = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
-    assert result.households_imported == 1147
+    assert result.households_imported == 2147
     assert sorted(r.row_number for r in result.rejected) == sorted(bad)
     again = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
     assert again.household_ids == result.household_ids
     conn = await asyncpg.connect(intake.dsn)
-    assert await conn.fetchval("SELECT count(*) FROM households") == 1147
+    assert await conn.fetchval("SELECT count(*) FROM households") == 2147
     first = await intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=result.household_ids[0],
                                                                    purpose="import check"), metadata=intake.admin())
     last = await intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=result.household_ids[-1],
                                                                   purpose="import check"), metadata=intake.admin())
-    assert (first.household.address, last.household.address) == ("科苑路1号", "科苑路1150号")
+    assert (first.household.address, last.household.address) == ("科苑路1号", "科苑路2150号")
     await conn.close()
