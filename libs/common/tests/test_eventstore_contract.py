@@ -199,3 +199,43 @@ def test_the_relays_envelope_equals_the_codecs() -> None:
     row = [7, str(event.event_id), "case-1", "case", 3, event.event_type, event.payload, "c1", us, us,
            "corr", "cause", "cadre-1", "community_cadre"]
     assert envelope_pb2.EventEnvelope.FromString(envelope_bytes(row, "casework")) == to_envelope(event, "casework")
+
+
+# ---- a command's transaction (store.command(), what commands.execute runs in) -------------
+
+async def test_a_command_sees_its_own_appends_and_they_land_in_order(store) -> None:
+    async with store.command() as tx:
+        first = await tx.append(StreamAppend("c1", "thing", ANY_VERSION, [ev(1)]))
+        assert await tx.stream_version("c1") == 1
+        second = await tx.append(StreamAppend("c1", "thing", 1, [ev(2), ev(3)]))
+        assert [e.version for e in await tx.read_stream("c1")] == [1, 2, 3]
+        await tx.append(StreamAppend("c2", "thing", NO_STREAM, [ev(4)]))
+        await tx.record_request("req-c", "fp", b"ok")
+    assert [e.version for e in first + second] == [1, 2, 3]
+    events = await store.read_stream("c1")
+    assert [(e.version, e.payload) for e in events] == [(1, b"payload-1"), (2, b"payload-2"), (3, b"payload-3")]
+    assert [e.position for e in events] == sorted(e.position for e in events)
+    assert len(await store.read_stream("c2")) == 1
+    assert (await store.find_request("req-c")).result == b"ok"
+
+
+async def test_concurrent_commands_on_one_stream_each_get_their_own_version(store) -> None:
+    async def decide(tx) -> bytes:
+        stored = await tx.append(StreamAppend("hot-c", "thing", ANY_VERSION, [ev(0)]))
+        await asyncio.sleep(0)  # let the others read the same head
+        return str(stored[-1].version).encode()
+
+    results = await asyncio.gather(*(execute(store, f"r{i}", "fp", decide) for i in range(4)))
+    assert sorted(results) == [b"1", b"2", b"3", b"4"]
+    assert [e.version for e in await store.read_stream("hot-c")] == [1, 2, 3, 4]
+
+
+async def test_a_command_failing_after_its_appends_writes_nothing(store) -> None:
+    async def decide(tx) -> bytes:
+        await tx.append(StreamAppend("f1", "thing", NO_STREAM, [ev(1)]))
+        raise FailedPrecondition("changed its mind")
+
+    with pytest.raises(FailedPrecondition):
+        await execute(store, "req-f", "fp", decide)
+    assert await store.read_stream("f1") == []
+    assert await store.find_request("req-f") is None

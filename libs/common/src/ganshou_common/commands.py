@@ -58,7 +58,7 @@ async def execute(
         try:
             # The request is not looked up first: a retry is rare, and its record's unique
             # key refuses it at the end anyway (one round trip fewer for every command).
-            async with store.transaction() as tx:
+            async with store.command() as tx:
                 result = await decide(tx)
                 await tx.record_request(request_id, fp, result)
             return result

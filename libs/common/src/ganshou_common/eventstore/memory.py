@@ -119,6 +119,8 @@ class MemoryEventStore:
             yield tx
             tx._commit()
 
+    command = transaction
+
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
         return [e for e in self._state.streams.get(stream_id, []) if e.version > after_version]
 

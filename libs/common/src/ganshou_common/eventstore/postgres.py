@@ -60,14 +60,42 @@ WITH input AS (
     RETURNING position, event_id, version
 ), ob AS (
     INSERT INTO outbox (position) SELECT position FROM ins
-)
+){record}
 SELECT position, event_id, version FROM ins
 """
-_APPEND = _APPEND_TEMPLATE.format(meta_in="", meta_cols="", meta_out="$11, $12, $13, $14")
-_APPEND_EACH = _APPEND_TEMPLATE.format(
-    meta_in=", $11::text[], $12::text[], $13::text[], $14::text[]",
-    meta_cols=", correlation_id, causation_id, actor_subject, actor_role",
-    meta_out="i.correlation_id, i.causation_id, i.actor_subject, i.actor_role")
+_SCALAR_META = {"meta_in": "", "meta_cols": "", "meta_out": "$11, $12, $13, $14"}
+_EACH_META = {"meta_in": ", $11::text[], $12::text[], $13::text[], $14::text[]",
+              "meta_cols": ", correlation_id, causation_id, actor_subject, actor_role",
+              "meta_out": "i.correlation_id, i.causation_id, i.actor_subject, i.actor_role"}
+# A command's request record in the same statement, inserted only with the events (a taken
+# request id fails the whole statement: requests_pkey).
+_RECORD = """, rq AS (
+    INSERT INTO requests (request_id, fingerprint, result) SELECT $15, $16, $17 FROM checked WHERE checked.ok
+)"""
+_APPEND = _APPEND_TEMPLATE.format(record="", **_SCALAR_META)
+_APPEND_EACH = _APPEND_TEMPLATE.format(record="", **_EACH_META)
+_APPEND_RECORD = _APPEND_TEMPLATE.format(record=_RECORD, **_SCALAR_META)
+_APPEND_EACH_RECORD = _APPEND_TEMPLATE.format(record=_RECORD, **_EACH_META)
+
+# Most commands append one event: scalars, no arrays to unnest and no CTE to materialise —
+# measured 325 against 415 µs of PostgreSQL's CPU a statement (with the record).
+_APPEND_ONE_TEMPLATE = """
+WITH ins AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, event_type, payload, community_id,
+                        occurred_at, recorded_at, correlation_id, causation_id, actor_subject, actor_role)
+    SELECT $1, $2, $3, h.v + 1, $5, $6, $7, $8, $9, $10, $11, $12, $13
+    FROM (SELECT coalesce(max(version), 0) AS v FROM events WHERE stream_id = $2) h
+    WHERE $4 = -1 OR $4 = h.v
+    RETURNING position, event_id, version
+), ob AS (
+    INSERT INTO outbox (position) SELECT position FROM ins
+){record}
+SELECT position, event_id, version FROM ins
+"""
+_APPEND_ONE = _APPEND_ONE_TEMPLATE.format(record="")
+_APPEND_ONE_RECORD = _APPEND_ONE_TEMPLATE.format(record=""", rq AS (
+    INSERT INTO requests (request_id, fingerprint, result) SELECT $14, $15, $16 FROM ins
+)""")
 
 
 def row_to_event(r: asyncpg.Record) -> StoredEvent:
@@ -83,13 +111,14 @@ def row_to_event(r: asyncpg.Record) -> StoredEvent:
 class PostgresTransaction:
     def __init__(self, conn: asyncpg.Connection):
         self.conn = conn  # for the service's own read models, updated in this transaction
+        self._db = conn  # the store's own statements
 
     async def stream_version(self, stream_id: str) -> int:
-        v = await self.conn.fetchval("SELECT max(version) FROM events WHERE stream_id = $1", stream_id)
+        v = await self._db.fetchval("SELECT max(version) FROM events WHERE stream_id = $1", stream_id)
         return v or 0
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        rows = await self.conn.fetch(
+        rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
             stream_id, after_version,
         )
@@ -109,8 +138,10 @@ class PostgresTransaction:
             raise ValueError("append_each takes one metadata per event")
         return await self._append([a for a, _ in appends], metas if len(set(metas)) > 1 else metas[0] if metas else Metadata())
 
-    async def _append(self, appends: list[StreamAppend], meta: Metadata | list[Metadata]) -> list[StoredEvent]:
-        """`meta`: every event's, or one per event in order."""
+    async def _append(self, appends: list[StreamAppend], meta: Metadata | list[Metadata],
+                      record: tuple[str, str, bytes] | None = None) -> list[StoredEvent]:
+        """`meta`: every event's, or one per event in order; `record`: a command's request
+        record (id, fingerprint, result), written by the same statement."""
         flat = [(a, n, e) for a in appends for n, e in enumerate(a.events, start=1)]
         if not flat:
             return []
@@ -126,15 +157,28 @@ class PostgresTransaction:
             meta_args = ([m.correlation_id for m in metas], [m.causation_id for m in metas],
                          [m.actor_subject for m in metas], [m.actor_role for m in metas])
         try:
-            rows = await self.conn.fetch(
-                sql, ids, [a.stream_id for a, _, _ in flat], [a.stream_type for a, _, _ in flat],
-                [a.expected_version for a, _, _ in flat], [n for _, n, _ in flat],
-                [e.event_type for _, _, e in flat], [e.payload for _, _, e in flat],
-                [e.community_id for _, _, e in flat], [e.occurred_at or now for _, _, e in flat], now, *meta_args,
-            )
+            if len(flat) == 1:
+                (a, _, e), m = flat[0], metas[0]
+                rows = await self._db.fetch(
+                    _APPEND_ONE if record is None else _APPEND_ONE_RECORD, ids[0], a.stream_id, a.stream_type,
+                    a.expected_version, e.event_type, e.payload, e.community_id, e.occurred_at or now, now,
+                    m.correlation_id, m.causation_id, m.actor_subject, m.actor_role, *(record or ()))
+            else:
+                if record is not None:
+                    sql = _APPEND_RECORD if sql is _APPEND else _APPEND_EACH_RECORD
+                    meta_args += record
+                rows = await self._db.fetch(
+                    sql, ids, [a.stream_id for a, _, _ in flat], [a.stream_type for a, _, _ in flat],
+                    [a.expected_version for a, _, _ in flat], [n for _, n, _ in flat],
+                    [e.event_type for _, _, e in flat], [e.payload for _, _, e in flat],
+                    [e.community_id for _, _, e in flat], [e.occurred_at or now for _, _, e in flat], now,
+                    *meta_args,
+                )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_stream_id_version_key":  # a concurrent writer won
                 raise StreamVersionConflict(appends[0].stream_id, appends[0].expected_version, None) from None
+            if record is not None and exc.constraint_name == "requests_pkey":
+                raise RequestAlreadyRecorded(record[0]) from None
             raise
         if not rows:
             await self._raise_conflict(appends)
@@ -157,16 +201,16 @@ class PostgresTransaction:
         """A write no decision reads back in the same transaction (a read model's insert):
         a group commit's staged batch runs all of its commands' together at its end, in
         one round trip (group_commit); here it runs now."""
-        await self.conn.execute(sql, *args)
+        await self._db.execute(sql, *args)
 
     async def find_request(self, request_id: str) -> RequestRecord | None:
-        r = await self.conn.fetchrow(
+        r = await self._db.fetchrow(
             "SELECT request_id, fingerprint, result FROM requests WHERE request_id = $1", request_id
         )
         return RequestRecord(r["request_id"], r["fingerprint"], bytes(r["result"])) if r else None
 
     async def record_request(self, request_id: str, fingerprint: str, result: bytes) -> None:
-        status = await self.conn.execute(
+        status = await self._db.execute(
             "INSERT INTO requests (request_id, fingerprint, result) VALUES ($1, $2, $3) "
             "ON CONFLICT (request_id) DO NOTHING",
             request_id, fingerprint, result,
@@ -177,13 +221,141 @@ class PostgresTransaction:
     async def claim(self, consumer: str, stream_id: str, version: int) -> bool:
         # Insert-or-raise the checkpoint first: a concurrent claimant of the same stream
         # waits on this row until we commit, then finds the version taken and skips.
-        got = await self.conn.fetchval(
+        got = await self._db.fetchval(
             "INSERT INTO consumer_checkpoints AS c (consumer, stream_id, version) VALUES ($1, $2, $3) "
             "ON CONFLICT (consumer, stream_id) DO UPDATE SET version = EXCLUDED.version "
             "WHERE c.version < EXCLUDED.version RETURNING version",
             consumer, stream_id, version,
         )
         return got is not None
+
+
+# What a decide may run on its connection; each opens the command's transaction first.
+_STATEMENTS = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany", "prepare",
+                         "copy_records_to_table", "copy_to_table", "copy_from_table", "copy_from_query"})
+
+
+class _OpensFirst:
+    """A command's connection as its decide sees it: the first statement run on it opens
+    the transaction (BEGIN), so the read models' reads and writes and the events commit
+    together. Savepoints are not offered (no command uses one)."""
+
+    def __init__(self, command: PostgresCommand):
+        self._command = command
+
+    def __getattr__(self, name: str):
+        if name == "transaction":
+            raise TypeError("a command's connection opens no nested transaction")
+        attr = getattr(self._command._db, name)
+        if name not in _STATEMENTS:
+            return attr
+
+        async def run(*args, **kwargs):
+            await self._command._begin()
+            return await attr(*args, **kwargs)
+        return run
+
+
+class PostgresCommand(PostgresTransaction):
+    """One command's transaction (commands.execute), opened only when needed and written
+    with as few round trips as it allows.
+
+    Its appends are kept until the request record, then written with it by one statement
+    (the versions the decide is told: the expected ones, or the head read for ANY_VERSION,
+    which the statement then checks). A command that touches nothing else — no read model,
+    no checkpoint — never opens a transaction: that one statement commits alone (atomic as
+    any statement). Otherwise the first statement on `conn` opens it, and it commits at the
+    end. The round trips of an append-only command: 4 → 2 (1 with an expected version).
+    Appended events get their positions and ids when written: the decide sees versions.
+    """
+
+    def __init__(self, conn: asyncpg.Connection):
+        super().__init__(conn)
+        self.conn = _OpensFirst(self)  # type: ignore[assignment]
+        self._tx: asyncpg.transaction.Transaction | None = None
+        self._staged: dict[str, tuple[StreamAppend, list[Metadata]]] = {}
+        self._written = False  # committed by its one statement: nothing may follow
+
+    async def _begin(self) -> None:
+        if self._written:
+            raise RuntimeError("the command was already written with its request record")
+        if self._tx is None:
+            self._tx = self._db.transaction()
+            await self._tx.start()
+
+    async def _flush(self) -> None:
+        """Write the kept appends now, in the transaction (something reads or follows them)."""
+        if self._staged:
+            await self._begin()
+            staged, self._staged = list(self._staged.values()), {}
+            await self._append_staged(staged)
+
+    async def _append_staged(self, staged: list[tuple[StreamAppend, list[Metadata]]],
+                             record: tuple[str, str, bytes] | None = None) -> None:
+        metas = [m for _, ms in staged for m in ms]
+        await self._append([a for a, _ in staged], metas if len(set(metas)) > 1 else metas[0], record)
+
+    async def stream_version(self, stream_id: str) -> int:
+        if stream_id in self._staged:
+            a, _ = self._staged[stream_id]
+            return a.expected_version + len(a.events)
+        return await super().stream_version(stream_id)
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        if stream_id in self._staged:
+            await self._flush()
+        return await super().read_stream(stream_id, after_version)
+
+    async def append_many(self, appends: list[StreamAppend], meta: Metadata = Metadata()) -> list[StoredEvent]:
+        if len({a.stream_id for a in appends}) != len(appends):
+            raise ValueError("append_many takes each stream once")
+        if any(a.stream_id in self._staged for a in appends):
+            await self._flush()  # a stream appended to twice: the first append goes in first
+        now, out = datetime.now(UTC), []
+        for a in appends:
+            if not a.events:
+                continue
+            head = a.expected_version if a.expected_version != ANY_VERSION else await super().stream_version(a.stream_id)
+            self._staged[a.stream_id] = (StreamAppend(a.stream_id, a.stream_type, head, a.events), [meta] * len(a.events))
+            out += [StoredEvent(0, None, a.stream_id, a.stream_type, head + n, e.event_type, e.payload,  # type: ignore[arg-type]
+                                e.community_id, e.occurred_at or now, now, meta)
+                    for n, e in enumerate(a.events, start=1)]
+        return out
+
+    async def append_each(self, appends: list[tuple[StreamAppend, list[Metadata]]]) -> list[StoredEvent]:
+        raise TypeError("append_each is a group commit's")
+
+    async def write_later(self, sql: str, *args: object) -> None:
+        await self._begin()
+        await super().write_later(sql, *args)
+
+    async def claim(self, consumer: str, stream_id: str, version: int) -> bool:
+        await self._begin()
+        return await super().claim(consumer, stream_id, version)
+
+    async def record_request(self, request_id: str, fingerprint: str, result: bytes) -> None:
+        if self._written:
+            raise RuntimeError("the command was already written with its request record")
+        staged, self._staged = list(self._staged.values()), {}
+        if staged:
+            await self._append_staged(staged, (request_id, fingerprint, result))
+        else:
+            await super().record_request(request_id, fingerprint, result)
+        self._written = self._tx is None
+
+    async def finish(self) -> None:
+        """Write what is kept and commit."""
+        await self._flush()
+        if self._tx is not None:
+            await self._tx.commit()
+
+    async def abandon(self) -> None:
+        self._staged = {}
+        if self._tx is not None:
+            try:
+                await self._tx.rollback()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass  # the connection is gone, and its transaction with it; the caller's error stands
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -210,6 +382,18 @@ class PostgresEventStore:
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
+
+    @asynccontextmanager
+    async def command(self) -> AsyncIterator[PostgresCommand]:
+        """A command's transaction (commands.execute): as `transaction`, in fewer round trips."""
+        async with self.pool.acquire() as conn:
+            command = PostgresCommand(conn)
+            try:
+                yield command
+            except BaseException:
+                await command.abandon()
+                raise
+            await command.finish()
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
         async with self.pool.acquire() as conn:

@@ -1,0 +1,139 @@
+"""A command's transaction on PostgreSQL (PostgresCommand): opened only when the command
+touches more than its events, its appends written with its request record."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ganshou_common.commands import execute
+from ganshou_common.eventstore import ANY_VERSION, NO_STREAM, NewEvent, RequestAlreadyRecorded, StreamAppend
+from ganshou_common.eventstore.postgres import PostgresCommand
+from ganshou_common.testing.fixtures import migrated_store
+
+pytestmark = pytest.mark.integration
+
+
+def ev(n: int) -> NewEvent:
+    return NewEvent("ganshou.test.v1.Happened", f"payload-{n}".encode())
+
+
+@pytest.fixture
+async def store(pg_port: int):
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE notes (id text PRIMARY KEY, body text)")
+        yield store
+
+
+@pytest.fixture
+def begins(monkeypatch) -> list[int]:
+    """How many times a command opened its transaction."""
+    opened: list[int] = []
+    original = PostgresCommand._begin
+
+    async def counting(self) -> None:
+        if self._tx is None:
+            opened.append(1)
+        await original(self)
+
+    monkeypatch.setattr(PostgresCommand, "_begin", counting)
+    return opened
+
+
+async def test_an_append_only_command_is_one_statement_and_a_read_model_opens_a_transaction(store, begins) -> None:
+    async def append_only(tx) -> bytes:
+        await tx.append(StreamAppend("s1", "thing", NO_STREAM, [ev(1)]))
+        return b"ok"
+
+    async def with_note(tx) -> bytes:
+        await tx.append(StreamAppend("s2", "thing", NO_STREAM, [ev(2)]))
+        await tx.conn.execute("INSERT INTO notes VALUES ('n2', 'kept with its event')")
+        return b"ok"
+
+    assert await execute(store, "r1", "fp", append_only) == b"ok"
+    assert begins == []
+    assert await execute(store, "r2", "fp", with_note) == b"ok"
+    assert begins == [1]
+    assert [len(await store.read_stream(s)) for s in ("s1", "s2")] == [1, 1]
+    assert await store.pool.fetchval("SELECT count(*) FROM requests") == 2
+    assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 2
+
+
+async def test_a_retry_rolls_back_its_read_model_writes_with_its_events(store) -> None:
+    calls = 0
+
+    async def decide(tx) -> bytes:
+        nonlocal calls
+        calls += 1
+        await tx.conn.execute("INSERT INTO notes VALUES ($1, 'x')", f"n{calls}")
+        await tx.append(StreamAppend("s3", "thing", ANY_VERSION, [ev(calls)]))
+        return b"first" if calls == 1 else b"second"
+
+    assert await execute(store, "r3", "fp", decide) == b"first"
+    assert await execute(store, "r3", "fp", decide) == b"first"  # the record's key refused the retry
+    assert calls == 2
+    assert await store.pool.fetchval("SELECT count(*) FROM notes") == 1
+    assert len(await store.read_stream("s3")) == 1
+
+
+async def test_a_head_moved_between_read_and_write_is_decided_again(store) -> None:
+    attempts = 0
+
+    async def decide(tx) -> bytes:
+        nonlocal attempts
+        attempts += 1
+        stored = await tx.append(StreamAppend("s4", "thing", ANY_VERSION, [ev(attempts)]))
+        if attempts == 1:  # another writer gets in after this command read the head
+            async with store.transaction() as other:
+                await other.append(StreamAppend("s4", "thing", ANY_VERSION, [ev(99)]))
+        return str(stored[-1].version).encode()
+
+    assert await execute(store, "r4", "fp", decide) == b"2"
+    assert attempts == 2
+    assert [e.payload for e in await store.read_stream("s4")] == [b"payload-99", b"payload-2"]
+
+
+async def test_nothing_may_follow_the_statement_that_wrote_the_command(store) -> None:
+    async with store.command() as tx:
+        await tx.append(StreamAppend("s5", "thing", NO_STREAM, [ev(1)]))
+        await tx.record_request("r5", "fp", b"ok")
+        with pytest.raises(RuntimeError, match="already written"):
+            await tx.conn.execute("INSERT INTO notes VALUES ('late', 'x')")
+        with pytest.raises(TypeError):
+            tx.conn.transaction()
+    assert await store.pool.fetchval("SELECT count(*) FROM notes") == 0
+
+
+async def test_a_command_cancelled_midway_leaves_nothing(store) -> None:
+    started = asyncio.Event()
+
+    async def decide(tx) -> bytes:
+        await tx.conn.execute("INSERT INTO notes VALUES ('n6', 'x')")
+        await tx.append(StreamAppend("s6", "thing", NO_STREAM, [ev(1)]))
+        started.set()
+        await asyncio.sleep(30)
+        return b"never"
+
+    task = asyncio.create_task(execute(store, "r6", "fp", decide))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.pool.fetchval("SELECT count(*) FROM notes") == 0
+    assert await store.read_stream("s6") == []
+    assert await store.find_request("r6") is None
+    # The connection went back to the pool clean: the next command commits.
+    async with store.command() as tx:
+        await tx.conn.execute("INSERT INTO notes VALUES ('n7', 'x')")
+        await tx.record_request("r7", "fp", b"ok")
+    assert await store.pool.fetchval("SELECT count(*) FROM notes") == 1
+
+
+async def test_a_taken_request_id_fails_the_one_statement_whole(store) -> None:
+    await store.pool.execute("INSERT INTO requests (request_id, fingerprint, result) VALUES ('r8', 'fp', 'old')")
+    with pytest.raises(RequestAlreadyRecorded):
+        async with store.command() as tx:
+            await tx.append(StreamAppend("s8", "thing", NO_STREAM, [ev(1)]))
+            await tx.record_request("r8", "fp", b"new")
+    assert await store.read_stream("s8") == []
