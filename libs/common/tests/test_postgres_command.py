@@ -137,3 +137,19 @@ async def test_a_taken_request_id_fails_the_one_statement_whole(store) -> None:
             await tx.append(StreamAppend("s8", "thing", NO_STREAM, [ev(1)]))
             await tx.record_request("r8", "fp", b"new")
     assert await store.read_stream("s8") == []
+
+
+async def test_a_bulk_append_is_written_at_once_and_commits_with_the_rest(store) -> None:
+    streams = [StreamAppend(f"bulk-{i}", "thing", NO_STREAM, [ev(i)]) for i in range(100)]
+    async with store.command() as tx:
+        await tx.append(StreamAppend("small", "thing", NO_STREAM, [ev(0)]))
+        stored = await tx.append_many(streams)
+        assert all(e.position > 0 for e in stored)  # written: their positions are known
+        assert await tx.stream_version("small") == 1
+        await tx.record_request("r9", "fp", b"ok")
+    assert len(await store.read_all(limit=500)) == 101
+    with pytest.raises(RequestAlreadyRecorded):  # all or nothing, the bulk part too
+        async with store.command() as tx:
+            await tx.append_many([StreamAppend(f"bulk2-{i}", "thing", NO_STREAM, [ev(i)]) for i in range(100)])
+            await tx.record_request("r9", "fp", b"again")
+    assert await store.read_stream("bulk2-0") == []
