@@ -75,16 +75,18 @@ async def client(port: int, n: int) -> None:
 
 
 def postgres_cpu_s() -> float:
-    """CPU-seconds of the PostgreSQL cluster so far: its live processes and the backends
-    that have exited (the postmaster's children's time)."""
-    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    """CPU-seconds of the PostgreSQL cluster so far: its live processes, and the backends
+    that have exited (the postmaster's children's time; the postmaster is the one process
+    whose parent is not a postgres process)."""
+    stats = {}
     for pid in subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            stats[pid] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if fields[1] == "1" else 0)
-    return total / tick
+    total = sum(int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if f[1] not in stats else 0)
+                for f in stats.values())
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def bench_import(dsn: str, n: int) -> dict[str, float]:
