@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +26,10 @@ from pathlib import Path
 import asyncpg
 import grpc
 
-sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from integration.cpu import cpu_seconds, postgres_pids  # noqa: E402
 from machine import describe  # noqa: E402
 
 from ganshou.common.v1 import types_pb2 as t  # noqa: E402
@@ -42,6 +44,7 @@ from ganshou_intake.adapters.read_models import SQL_DIR  # noqa: E402
 from ganshou_intake.app.bulk_import import CHUNK  # noqa: E402
 
 PG_PORT = int(os.environ.get("PG_PORT", "25432"))
+RUN = Path(os.environ.get("GANSHOU_RUN", ROOT / ".run"))
 SECRET = "bench-secret-0123456789abcdefghij"
 
 
@@ -75,18 +78,9 @@ async def client(port: int, n: int) -> None:
 
 
 def postgres_cpu_s() -> float:
-    """CPU-seconds of the PostgreSQL cluster so far: its live processes, and the backends
-    that have exited (the postmaster's children's time; the postmaster is the one process
-    whose parent is not a postgres process)."""
-    stats = {}
-    for pid in subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split():
-        try:
-            stats[pid] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-    total = sum(int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if f[1] not in stats else 0)
-                for f in stats.values())
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU-seconds of the local stack's PostgreSQL (the postmaster and its live backends: the
+    server's pool keeps its connections through the import)."""
+    return sum(cpu_seconds({"postgresql": postgres_pids(RUN)}).values())
 
 
 async def bench_import(dsn: str, n: int) -> dict[str, float]:

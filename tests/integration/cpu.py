@@ -25,18 +25,29 @@ def process_pids(system: System, run: Path) -> dict[str, list[int]]:
     """Each Ganshou process by name, plus the Kafka broker and the PostgreSQL server (the
     postmaster and its backends) of the stack whose run folder is `run`."""
     pids = {n: [p.popen.pid] for n, p in system.procs.items() if p.popen and p.popen.poll() is None}
-    pids["kafka"], pids["postgresql"] = [], []
+    pids["kafka"], pids["postgresql"] = [], postgres_pids(run)
+    for pid in _all_pids():
+        try:
+            if "kafka.Kafka" in (cmd := _cmdline(pid)) and str(run) in cmd:
+                pids["kafka"].append(pid)
+        except OSError:
+            pass  # gone meanwhile
+    return pids
+
+
+def postgres_pids(run: Path) -> list[int]:
+    """The PostgreSQL server of the stack whose run folder is `run`: the postmaster and its
+    backends."""
     postmaster_file = (run / "postgres").resolve() / "data" / "postmaster.pid"
     postmaster = int(postmaster_file.read_text().split()[0]) if postmaster_file.exists() else -1
+    out = []
     for pid in _all_pids():
         try:
             if pid == postmaster or int(_stat(pid)[1]) == postmaster:
-                pids["postgresql"].append(pid)
-            elif "kafka.Kafka" in (cmd := _cmdline(pid)) and str(run) in cmd:
-                pids["kafka"].append(pid)
+                out.append(pid)
         except (OSError, IndexError, ValueError):
             pass  # gone meanwhile
-    return pids
+    return out
 
 
 def cpu_seconds(pids: dict[str, list[int]]) -> dict[tuple[str, int], float]:

@@ -39,8 +39,12 @@ class Sealer:
         self._aead, self.subject_id = AESGCM(key), subject_id
 
     def __call__(self, field: str, plaintext: str) -> bytes:
-        nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, plaintext.encode(), _aad(self.subject_id, field))
+        return _sealed(self._aead, self.subject_id, field, plaintext.encode())
+
+
+def _sealed(aead: AESGCM, subject_id: str, field: str, data: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return nonce + aead.encrypt(nonce, data, _aad(subject_id, field))
 
 
 def unseal(key: bytes, subject_id: str, field: str, sealed: bytes) -> str:
@@ -68,8 +72,7 @@ class MasterKey:
         return AESGCM(self.key)
 
     def wrap(self, subject_id: str, key: bytes) -> bytes:
-        nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, base64.b64encode(key), _aad(subject_id, "subject-key"))
+        return _sealed(self._aead, subject_id, "subject-key", base64.b64encode(key))
 
     def unwrap(self, subject_id: str, wrapped: bytes) -> bytes:
         return base64.b64decode(unseal(self.key, subject_id, "subject-key", wrapped))

@@ -5,7 +5,6 @@ here too; the request messages are the commands (see intake's handlers for why).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,16 +27,16 @@ from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgu
 from ganshou_common.eventstore import NO_STREAM, Metadata, StreamAppend, StreamVersionConflict
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
 from ganshou_common.grpc_scaffold.auth import Principal, Role
-from ganshou_common.ids import new_id
+from ganshou_common.ids import derived_id, new_id
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 
-CASE_NS = uuid.UUID("2f0c1a57-8d7e-4f4e-9a0b-3c5d6e7f8a90")
+CASE_NS = "2f0c1a57-8d7e-4f4e-9a0b-3c5d6e7f8a90"
 Decision = Callable[[Case, datetime], list[Message]]
 
 
 def case_id_for(demand_id: str) -> str:
     """One demand, one case: the case id is derived from the demand id."""
-    return str(uuid.uuid5(CASE_NS, demand_id))
+    return derived_id(CASE_NS, demand_id)
 
 
 def _fp(req) -> str:
