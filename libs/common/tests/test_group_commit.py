@@ -130,7 +130,7 @@ async def test_callers_that_go_away_leave_the_committer_working(pg_port: int) ->
 
 def with_row(row_id: str, stream: str):
     async def decide(tx) -> bytes:
-        await tx.write_later("INSERT INTO later_rows (id, stream) VALUES ($1, $2)", row_id, stream)
+        await tx.insert_later("later_rows", (row_id, stream))
         await tx.append(StreamAppend(stream, "thing", NO_STREAM, [NewEvent("ganshou.test.v1.Happened", b"x")]))
         return row_id.encode()
 
@@ -174,5 +174,40 @@ async def test_a_batch_reads_its_keys_heads_at_once_and_stays_staged(pg_port: in
             assert committer.batches["careful"] == 0 and committer.batches["staged"] > 0
             for s in range(5):
                 assert sorted(int(results[i]) for i in range(100) if i % 5 == s) == list(range(4, 24))
+        finally:
+            await committer.close()
+
+
+async def test_a_batch_that_runs_no_statement_of_its_own_is_one_statement_without_a_transaction(
+        pg_port: int, monkeypatch) -> None:
+    import ganshou_common.group_commit as gc
+
+    opened: list[int] = []
+    original = gc._Opened.begin
+
+    async def counting(self) -> None:
+        if self.tx is None:
+            opened.append(1)
+        await original(self)
+
+    monkeypatch.setattr(gc._Opened, "begin", counting)
+
+    def reading(row_id: str, stream: str):
+        async def decide(tx) -> bytes:
+            await tx.conn.fetchval("SELECT 1")  # a read model's read: the batch's transaction opens
+            return await with_row(row_id, stream)(tx)
+        return decide
+
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
+        committer = GroupCommitter(store, workers=1)
+        try:
+            assert await asyncio.gather(*(committer.execute(f"q{i}", "fp", with_row(f"q{i}", f"q{i}"))
+                                          for i in range(10))) == [f"q{i}".encode() for i in range(10)]
+            assert opened == [] and committer.batches["careful"] == 0
+            assert await committer.execute("r0", "fp", reading("r0", "r0")) == b"r0"
+            assert opened == [1]
+            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 11
+            assert await store.pool.fetchval("SELECT count(*) FROM requests") == 11
         finally:
             await committer.close()

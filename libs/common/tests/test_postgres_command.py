@@ -153,3 +153,34 @@ async def test_a_bulk_append_is_written_at_once_and_commits_with_the_rest(store)
             await tx.append_many([StreamAppend(f"bulk2-{i}", "thing", NO_STREAM, [ev(i)]) for i in range(100)])
             await tx.record_request("r9", "fp", b"again")
     assert await store.read_stream("bulk2-0") == []
+
+
+async def test_kept_rows_are_written_with_the_events_by_the_one_statement_or_not_at_all(store, begins) -> None:
+    def with_rows(note: str, stream: str, events: int):
+        async def decide(tx) -> bytes:
+            await tx.insert_later("notes", (note, "kept"))
+            await tx.insert_later("notes", (note + "-b", "kept too"))
+            await tx.append(StreamAppend(stream, "thing", NO_STREAM, [ev(n) for n in range(events)]))
+            return note.encode()
+        return decide
+
+    assert await execute(store, "k1", "fp", with_rows("a", "s-a", 1)) == b"a"  # one-event form
+    assert await execute(store, "k2", "fp", with_rows("b", "s-b", 3)) == b"b"  # many-event form
+    assert begins == []  # the rows went with the events: no transaction opened
+    assert sorted(await store.pool.fetchval("SELECT array_agg(id) FROM notes")) == ["a", "a-b", "b", "b-b"]
+    # A row refused (its key taken) fails the command whole: no events, no record.
+    with pytest.raises(Exception, match="notes_pkey"):
+        await execute(store, "k3", "fp", with_rows("a", "s-c", 1))
+    assert await store.read_stream("s-c") == []
+    assert await store.find_request("k3") is None
+
+
+async def test_kept_rows_without_events_are_written_in_the_transaction(store, begins) -> None:
+    async def rows_only(tx) -> bytes:
+        await tx.insert_later("notes", ("alone", "no event"))
+        return b"ok"
+
+    assert await execute(store, "k4", "fp", rows_only) == b"ok"
+    assert begins == [1]
+    assert await store.pool.fetchval("SELECT body FROM notes WHERE id = 'alone'") == "no event"
+    assert (await store.find_request("k4")).result == b"ok"

@@ -7,13 +7,14 @@ fails (a domain error, a version conflict) rolls back to its savepoint and fails
 the others commit together. Callers get their result only after the batch has committed,
 so an acknowledged command is durable, exactly as with a transaction of its own.
 
-A batch is first tried staged: each command's decide runs on the batch's transaction with
-its appends and request record kept in memory (versions assigned from the expected versions
-or the heads it read, and the batch's own appends), then the whole batch is written at
-once — one multi-stream append, each event with its command's metadata, and one insert of
-every record — so a command costs its reads, not five round trips. Writes no decision
-reads back (a read model's insert, `write_later`) wait for the batch's end too: one
-executemany a statement. Anything unusual (a decide that fails, reads a stream the batch
+A batch is first tried staged: each command's decide runs with its appends, request record
+and read-model rows no decision reads back (`insert_later`) kept in memory (versions
+assigned from the expected versions or the heads it read, and the batch's own appends),
+then the whole batch is written by one statement — a multi-stream append, each event with
+its command's metadata, every record and every kept row — so a command costs its reads,
+not five round trips. The batch's transaction opens (BEGIN) only when a decide runs a
+statement of its own or claims a checkpoint: a batch that does neither (a demand raised in
+a community already known) is that one statement, committed alone. Anything unusual (a decide that fails, reads a stream the batch
 already appended to, a write refused by a version, a key or a record already there) rolls
 the staged attempt back and runs the batch the careful way, a savepoint per command.
 In a staged batch, appended events get their positions and ids when the batch is written:
@@ -48,7 +49,7 @@ from ganshou_common.eventstore.model import (
     StreamAppend,
     StreamVersionConflict,
 )
-from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
+from ganshou_common.eventstore.postgres import OpensFirst, PostgresEventStore, PostgresTransaction, Rows
 
 _RECORD_ALL = """
 INSERT INTO requests (request_id, fingerprint, result)
@@ -74,19 +75,35 @@ class _InBatch:
     events: list[tuple[NewEvent, Metadata]] = field(default_factory=list)
 
 
-class _Staged:
-    """The transaction a decide sees in a staged batch: reads go to the database, appends
-    and the request record are kept for the batch's one write."""
+class _Opened:
+    """A staged batch's transaction, opened (BEGIN) by the first statement a decide runs
+    on its connection or a checkpoint claimed; a batch that opens none is written by one
+    statement alone."""
 
-    def __init__(self, tx: PostgresTransaction, streams: dict[str, _InBatch], writes: dict[str, list[tuple]],
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+        self.tx: asyncpg.transaction.Transaction | None = None
+
+    async def begin(self) -> None:
+        if self.tx is None:
+            self.tx = self.conn.transaction()
+            await self.tx.start()
+
+
+class _Staged:
+    """The transaction a decide sees in a staged batch: reads go to the database, appends,
+    read-model rows and the request record are kept for the batch's one write."""
+
+    def __init__(self, tx: PostgresTransaction, opened: _Opened, streams: dict[str, _InBatch], rows: Rows,
                  heads: dict[str, int]):
-        self._tx, self.conn, self._streams = tx, tx.conn, streams  # streams: those the batch appends to
+        self._tx, self._opened, self._streams = tx, opened, streams  # streams: those the batch appends to
+        self.conn = OpensFirst(tx.conn, opened.begin)
         self._heads = heads  # heads read for the whole batch at its start (the commands' keys)
-        self._writes = writes  # statement → the arguments of each time the batch's commands run it
+        self._rows = rows  # table → the rows the batch's commands keep for it
         self.record: tuple[str, str, bytes] | None = None
 
-    async def write_later(self, sql: str, *args: object) -> None:
-        self._writes.setdefault(sql, []).append(args)
+    async def insert_later(self, table: str, row: tuple) -> None:
+        self._rows.setdefault(table, []).append(row)
 
     async def stream_version(self, stream_id: str) -> int:
         s = self._streams.get(stream_id)
@@ -103,6 +120,7 @@ class _Staged:
         return await self._tx.find_request(request_id)
 
     async def claim(self, consumer: str, stream_id: str, version: int) -> bool:
+        await self._opened.begin()  # a write: in the batch's transaction
         return await self._tx.claim(consumer, stream_id, version)
 
     async def append(self, append: StreamAppend, meta: Metadata = Metadata()) -> list[StoredEvent]:
@@ -211,29 +229,44 @@ class GroupCommitter:
     async def _run_staged(self, batch: list[_Pending]) -> list[tuple[_Pending, bytes]] | None:
         results: list[tuple[_Pending, bytes]] = []
         streams: dict[str, _InBatch] = {}
-        writes: dict[str, list[tuple]] = {}
+        rows: Rows = {}
         records: list[tuple[str, str, bytes]] = []
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            tx = PostgresTransaction(conn)
-            # The streams the commands named as their keys: their heads in one round trip,
-            # not one each (a head read now or in the decide is as stale either way: the
-            # batch's append checks every head it relied on).
-            keys = list({item.key for item in batch if item.key})
-            heads = dict(await conn.fetch(_HEADS, keys)) if keys else {}
-            for item in batch:
-                staged = _Staged(tx, streams, writes, heads)
-                result = await item.decide(staged)
-                await staged.record_request(item.request_id, item.fp, result)
-                records.append(staged.record)  # type: ignore[arg-type]
-                results.append((item, result))
-            for sql, rows in writes.items():  # executemany: one round trip for all of them
-                await (conn.execute(sql, *rows[0]) if len(rows) == 1 else conn.executemany(sql, rows))
-            # One append for the whole batch, each event with its own command's metadata.
-            await tx.append_each([(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]),
-                                   [m for _, m in s.events]) for sid, s in streams.items()])
-            status = await conn.execute(_RECORD_ALL, *map(list, zip(*records, strict=True)))
-            if status != f"INSERT 0 {len(records)}":  # a retry among them: answered the careful way
-                raise RequestAlreadyRecorded(status)
+        async with self.store.pool.acquire() as conn:
+            opened = _Opened(conn)
+            try:
+                tx = PostgresTransaction(conn)
+                # The streams the commands named as their keys: their heads in one round trip,
+                # not one each (a head read now or in the decide is as stale either way: the
+                # batch's append checks every head it relied on).
+                keys = list({item.key for item in batch if item.key})
+                heads = dict(await conn.fetch(_HEADS, keys)) if keys else {}
+                for item in batch:
+                    staged = _Staged(tx, opened, streams, rows, heads)
+                    result = await item.decide(staged)
+                    await staged.record_request(item.request_id, item.fp, result)
+                    records.append(staged.record)  # type: ignore[arg-type]
+                    results.append((item, result))
+                if streams:
+                    # One statement for the whole batch: each event with its own command's
+                    # metadata, every record and every kept row; alone, it commits by itself.
+                    await tx.append_each([(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]),
+                                           [m for _, m in s.events]) for sid, s in streams.items()],
+                                         records=records, rows=rows)
+                else:
+                    await opened.begin()
+                    await tx.insert_rows(rows)
+                    status = await conn.execute(_RECORD_ALL, *map(list, zip(*records, strict=True)))
+                    if status != f"INSERT 0 {len(records)}":  # a retry among them: answered the careful way
+                        raise RequestAlreadyRecorded(status)
+                if opened.tx is not None:
+                    await opened.tx.commit()
+            except BaseException:
+                if opened.tx is not None and not conn.is_closed():
+                    try:
+                        await opened.tx.rollback()
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                        pass  # the connection is gone, and the transaction with it; the first error stands
+                raise
         return results
 
     async def _run_careful(self, batch: list[_Pending]) -> None:

@@ -8,7 +8,9 @@ their outbox rows go in with one statement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -60,23 +62,13 @@ WITH input AS (
     RETURNING position, event_id, version
 ), ob AS (
     INSERT INTO outbox (position) SELECT position FROM ins
-){record}
+){more}
 SELECT position, event_id, version FROM ins
 """
 _SCALAR_META = {"meta_in": "", "meta_cols": "", "meta_out": "$11, $12, $13, $14"}
 _EACH_META = {"meta_in": ", $11::text[], $12::text[], $13::text[], $14::text[]",
               "meta_cols": ", correlation_id, causation_id, actor_subject, actor_role",
               "meta_out": "i.correlation_id, i.causation_id, i.actor_subject, i.actor_role"}
-# A command's request record in the same statement, inserted only with the events (a taken
-# request id fails the whole statement: requests_pkey).
-_RECORD = """, rq AS (
-    INSERT INTO requests (request_id, fingerprint, result) SELECT $15, $16, $17 FROM checked WHERE checked.ok
-)"""
-_APPEND = _APPEND_TEMPLATE.format(record="", **_SCALAR_META)
-_APPEND_EACH = _APPEND_TEMPLATE.format(record="", **_EACH_META)
-_APPEND_RECORD = _APPEND_TEMPLATE.format(record=_RECORD, **_SCALAR_META)
-_APPEND_EACH_RECORD = _APPEND_TEMPLATE.format(record=_RECORD, **_EACH_META)
-
 # Most commands append one event: scalars, no arrays to unnest and no CTE to materialise —
 # measured 325 against 415 µs of PostgreSQL's CPU a statement (with the record).
 _APPEND_ONE_TEMPLATE = """
@@ -89,13 +81,51 @@ WITH ins AS (
     RETURNING position, event_id, version
 ), ob AS (
     INSERT INTO outbox (position) SELECT position FROM ins
-){record}
+){more}
 SELECT position, event_id, version FROM ins
 """
-_APPEND_ONE = _APPEND_ONE_TEMPLATE.format(record="")
-_APPEND_ONE_RECORD = _APPEND_ONE_TEMPLATE.format(record=""", rq AS (
-    INSERT INTO requests (request_id, fingerprint, result) SELECT $14, $15, $16 FROM ins
-)""")
+_TABLE = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@functools.cache
+def _append_sql(one: bool, each_meta: bool, records: str, tables: tuple[str, ...]) -> str:
+    """The append statement, and what it writes with the events, inserted only with them:
+    request records (`records`: "" none, "one" a command's as scalars, "many" a batch's as
+    arrays; a taken request id fails the whole statement: requests_pkey) and read-model
+    rows kept for it (`tables`: each one's rows as an array of the table's row type)."""
+    n, cond = (13, "EXISTS (SELECT 1 FROM ins)") if one else (14, "(SELECT ok FROM checked)")
+    more = ""
+    if records == "one":
+        more += f""", rq AS (
+    INSERT INTO requests (request_id, fingerprint, result) SELECT ${n + 1}, ${n + 2}, ${n + 3} WHERE {cond}
+)"""
+    elif records == "many":
+        more += f""", rq AS (
+    INSERT INTO requests (request_id, fingerprint, result)
+    SELECT * FROM unnest(${n + 1}::text[], ${n + 2}::text[], ${n + 3}::bytea[]) WHERE {cond}
+)"""
+    n += 3 if records else 0
+    for i, table in enumerate(tables, start=1):
+        _check_table(table)
+        more += f""", w{i} AS (
+    INSERT INTO {table} SELECT * FROM unnest(${n + i}::{table}[]) WHERE {cond}
+)"""
+    if one:
+        return _APPEND_ONE_TEMPLATE.format(more=more)
+    return _APPEND_TEMPLATE.format(more=more, **(_EACH_META if each_meta else _SCALAR_META))
+
+
+def _check_table(table: str) -> None:
+    if not _TABLE.fullmatch(table):  # names come from code, never from a request; still, never spliced blind
+        raise ValueError(f"not a table's name: {table!r}")
+
+
+def _rows_sql(table: str) -> str:
+    _check_table(table)
+    return f"INSERT INTO {table} SELECT * FROM unnest($1::{table}[])"
+
+
+Rows = dict[str, list[tuple]]  # table → rows kept to be written with the events
 
 
 def row_to_event(r: asyncpg.Record) -> StoredEvent:
@@ -131,17 +161,24 @@ class PostgresTransaction:
         """Append to several streams at once (a bulk import): all of them or none."""
         return await self._append(appends, meta)
 
-    async def append_each(self, appends: list[tuple[StreamAppend, list[Metadata]]]) -> list[StoredEvent]:
-        """append_many with each event's own metadata (a group commit's batch): all or none."""
+    async def append_each(self, appends: list[tuple[StreamAppend, list[Metadata]]], *,
+                          records: list[tuple[str, str, bytes]] | None = None,
+                          rows: Rows | None = None) -> list[StoredEvent]:
+        """append_many with each event's own metadata (a group commit's batch): all or none;
+        with the batch's request records and read-model rows, by the same statement."""
         metas = [m for _, ms in appends for m in ms]
         if len(metas) != sum(len(a.events) for a, _ in appends):
             raise ValueError("append_each takes one metadata per event")
-        return await self._append([a for a, _ in appends], metas if len(set(metas)) > 1 else metas[0] if metas else Metadata())
+        return await self._append([a for a, _ in appends], metas if len(set(metas)) > 1 else metas[0] if metas else Metadata(),
+                                  records=records, rows=rows)
 
     async def _append(self, appends: list[StreamAppend], meta: Metadata | list[Metadata],
-                      record: tuple[str, str, bytes] | None = None) -> list[StoredEvent]:
+                      record: tuple[str, str, bytes] | None = None, *,
+                      records: list[tuple[str, str, bytes]] | None = None, rows: Rows | None = None,
+                      ) -> list[StoredEvent]:
         """`meta`: every event's, or one per event in order; `record`: a command's request
-        record (id, fingerprint, result), written by the same statement."""
+        record (id, fingerprint, result), or `records`: a batch's; `rows`: read-model rows —
+        all written by the same statement, only with the events."""
         flat = [(a, n, e) for a in appends for n, e in enumerate(a.events, start=1)]
         if not flat:
             return []
@@ -149,40 +186,41 @@ class PostgresTransaction:
             raise ValueError("append_many takes each stream once")
         now = datetime.now(UTC)
         ids = [new_event_id() for _ in flat]
-        if isinstance(meta, Metadata):
-            sql, meta_args = _APPEND, (meta.correlation_id, meta.causation_id, meta.actor_subject, meta.actor_role)
-            metas = [meta] * len(flat)
-        else:
-            sql, metas = _APPEND_EACH, meta
-            meta_args = ([m.correlation_id for m in metas], [m.causation_id for m in metas],
-                         [m.actor_subject for m in metas], [m.actor_role for m in metas])
+        each = not isinstance(meta, Metadata)
+        metas = meta if each else [meta] * len(flat)  # type: ignore[operator]
+        tables = tuple(sorted(t for t, r in (rows or {}).items() if r))
+        extra: list = list(record) if record is not None else [list(c) for c in zip(*records, strict=True)] \
+            if records else []
+        extra += [rows[t] for t in tables]  # type: ignore[index]
+        kind = "one" if record is not None else "many" if records else ""
         try:
             if len(flat) == 1:
                 (a, _, e), m = flat[0], metas[0]
-                rows = await self._db.fetch(
-                    _APPEND_ONE if record is None else _APPEND_ONE_RECORD, ids[0], a.stream_id, a.stream_type,
+                rows_out = await self._db.fetch(
+                    _append_sql(True, False, kind, tables), ids[0], a.stream_id, a.stream_type,
                     a.expected_version, e.event_type, e.payload, e.community_id, e.occurred_at or now, now,
-                    m.correlation_id, m.causation_id, m.actor_subject, m.actor_role, *(record or ()))
+                    m.correlation_id, m.causation_id, m.actor_subject, m.actor_role, *extra)
             else:
-                if record is not None:
-                    sql = _APPEND_RECORD if sql is _APPEND else _APPEND_EACH_RECORD
-                    meta_args += record
-                rows = await self._db.fetch(
-                    sql, ids, [a.stream_id for a, _, _ in flat], [a.stream_type for a, _, _ in flat],
+                meta_args = ([m.correlation_id for m in metas], [m.causation_id for m in metas],
+                             [m.actor_subject for m in metas], [m.actor_role for m in metas]) if each else \
+                    (meta.correlation_id, meta.causation_id, meta.actor_subject, meta.actor_role)  # type: ignore[union-attr]
+                rows_out = await self._db.fetch(
+                    _append_sql(False, each, kind, tables), ids, [a.stream_id for a, _, _ in flat],
+                    [a.stream_type for a, _, _ in flat],
                     [a.expected_version for a, _, _ in flat], [n for _, n, _ in flat],
                     [e.event_type for _, _, e in flat], [e.payload for _, _, e in flat],
                     [e.community_id for _, _, e in flat], [e.occurred_at or now for _, _, e in flat], now,
-                    *meta_args,
+                    *meta_args, *extra,
                 )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_stream_id_version_key":  # a concurrent writer won
                 raise StreamVersionConflict(appends[0].stream_id, appends[0].expected_version, None) from None
-            if record is not None and exc.constraint_name == "requests_pkey":
-                raise RequestAlreadyRecorded(record[0]) from None
+            if kind and exc.constraint_name == "requests_pkey":
+                raise RequestAlreadyRecorded(record[0] if record else exc.detail or "") from None
             raise
-        if not rows:
+        if not rows_out:
             await self._raise_conflict(appends)
-        placed = {r["event_id"]: (r["position"], r["version"]) for r in rows}
+        placed = {r["event_id"]: (r["position"], r["version"]) for r in rows_out}
         return sorted(
             (StoredEvent(placed[i][0], i, a.stream_id, a.stream_type, placed[i][1], e.event_type, e.payload,
                          e.community_id, e.occurred_at or now, now, m)
@@ -197,11 +235,17 @@ class PostgresTransaction:
                 raise StreamVersionConflict(a.stream_id, a.expected_version, head)
         raise StreamVersionConflict(appends[0].stream_id, appends[0].expected_version, None)
 
-    async def write_later(self, sql: str, *args: object) -> None:
-        """A write no decision reads back in the same transaction (a read model's insert):
-        a group commit's staged batch runs all of its commands' together at its end, in
-        one round trip (group_commit); here it runs now."""
-        await self._db.execute(sql, *args)
+    async def insert_later(self, table: str, row: tuple) -> None:
+        """A read-model row no decision reads back in the same transaction (its columns in
+        the table's order): a command's transaction and a group commit's batch write it with
+        their events, by the same statement (PostgresCommand, group_commit); here it is
+        written now."""
+        await self.insert_rows({table: [row]})
+
+    async def insert_rows(self, rows: Rows) -> None:
+        for table, kept in rows.items():
+            if kept:
+                await self._db.execute(_rows_sql(table), kept)
 
     async def find_request(self, request_id: str) -> RequestRecord | None:
         r = await self._db.fetchrow(
@@ -235,23 +279,23 @@ _STATEMENTS = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchva
                          "copy_records_to_table", "copy_to_table", "copy_from_table", "copy_from_query"})
 
 
-class _OpensFirst:
+class OpensFirst:
     """A command's connection as its decide sees it: the first statement run on it opens
-    the transaction (BEGIN), so the read models' reads and writes and the events commit
-    together. Savepoints are not offered (no command uses one)."""
+    the transaction (`begin`: BEGIN), so the read models' reads and writes and the events
+    commit together. Savepoints are not offered (no command uses one)."""
 
-    def __init__(self, command: PostgresCommand):
-        self._command = command
+    def __init__(self, db: asyncpg.Connection, begin: Callable[[], Awaitable[None]]):
+        self._db, self._begin = db, begin
 
     def __getattr__(self, name: str):
         if name == "transaction":
             raise TypeError("a command's connection opens no nested transaction")
-        attr = getattr(self._command._db, name)
+        attr = getattr(self._db, name)
         if name not in _STATEMENTS:
             return attr
 
         async def run(*args, **kwargs):
-            await self._command._begin()
+            await self._begin()
             return await attr(*args, **kwargs)
         return run
 
@@ -265,18 +309,19 @@ class PostgresCommand(PostgresTransaction):
 
     Its appends are kept until the request record, then written with it by one statement
     (the versions the decide is told: the expected ones, or the head read for ANY_VERSION,
-    which the statement then checks). A command that touches nothing else — no read model,
-    no checkpoint — never opens a transaction: that one statement commits alone (atomic as
-    any statement). Otherwise the first statement on `conn` opens it, and it commits at the
+    which the statement then checks), and with the read-model rows it kept (insert_later).
+    A command that runs nothing else — no statement on `conn`, no checkpoint — never opens
+    a transaction: that one statement commits alone (atomic as any statement). Otherwise the first statement on `conn` opens it, and it commits at the
     end. The round trips of an append-only command: 4 → 2 (1 with an expected version).
     Appended events get their positions and ids when written: the decide sees versions.
     """
 
     def __init__(self, conn: asyncpg.Connection):
         super().__init__(conn)
-        self.conn = _OpensFirst(self)  # type: ignore[assignment]
+        self.conn = OpensFirst(conn, self._begin)  # type: ignore[assignment]
         self._tx: asyncpg.transaction.Transaction | None = None
         self._staged: dict[str, tuple[StreamAppend, list[Metadata]]] = {}
+        self._rows: Rows = {}  # read-model rows kept for the appends' statement
         self._written = False  # committed by its one statement: nothing may follow
 
     async def _begin(self) -> None:
@@ -287,16 +332,21 @@ class PostgresCommand(PostgresTransaction):
             await self._tx.start()
 
     async def _flush(self) -> None:
-        """Write the kept appends now, in the transaction (something reads or follows them)."""
-        if self._staged:
+        """Write the kept appends and rows now, in the transaction (something reads or
+        follows them)."""
+        if self._staged or self._rows:
             await self._begin()
             staged, self._staged = list(self._staged.values()), {}
-            await self._append_staged(staged)
+            if staged:
+                await self._append_staged(staged)
+            rows, self._rows = self._rows, {}
+            await self.insert_rows(rows)
 
     async def _append_staged(self, staged: list[tuple[StreamAppend, list[Metadata]]],
                              record: tuple[str, str, bytes] | None = None) -> None:
         metas = [m for _, ms in staged for m in ms]
-        await self._append([a for a, _ in staged], metas if len(set(metas)) > 1 else metas[0], record)
+        rows, self._rows = self._rows, {}
+        await self._append([a for a, _ in staged], metas if len(set(metas)) > 1 else metas[0], record, rows=rows)
 
     async def stream_version(self, stream_id: str) -> int:
         if stream_id in self._staged:
@@ -334,9 +384,10 @@ class PostgresCommand(PostgresTransaction):
     async def append_each(self, appends: list[tuple[StreamAppend, list[Metadata]]]) -> list[StoredEvent]:
         raise TypeError("append_each is a group commit's")
 
-    async def write_later(self, sql: str, *args: object) -> None:
-        await self._begin()
-        await super().write_later(sql, *args)
+    async def insert_later(self, table: str, row: tuple) -> None:
+        if self._written:
+            raise RuntimeError("the command was already written with its request record")
+        self._rows.setdefault(table, []).append(row)
 
     async def claim(self, consumer: str, stream_id: str, version: int) -> bool:
         await self._begin()
@@ -349,6 +400,7 @@ class PostgresCommand(PostgresTransaction):
         if staged:
             await self._append_staged(staged, (request_id, fingerprint, result))
         else:
+            await self._flush()  # rows without events: in the transaction, before the record
             await super().record_request(request_id, fingerprint, result)
         self._written = self._tx is None
 
@@ -359,7 +411,7 @@ class PostgresCommand(PostgresTransaction):
             await self._tx.commit()
 
     async def abandon(self) -> None:
-        self._staged = {}
+        self._staged, self._rows = {}, {}
         if self._tx is not None:
             try:
                 await self._tx.rollback()

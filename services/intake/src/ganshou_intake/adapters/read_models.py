@@ -169,11 +169,10 @@ async def visit_context(conn: Conn, campaign_id: str, household_id: str
 
 
 async def insert_demand(tx, d) -> None:  # tx: the command's transaction; d: DemandRaised
-    # No command reads demands back (only ListDemands): a group commit writes them at its batch's end.
-    await tx.write_later(
-        "INSERT INTO demands VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", d.demand_id, d.community_id,
-        d.household_id, d.resident_id, d.channel, d.urgency, d.category, d.description, d.raised_at.ToDatetime(tzinfo=UTC),
-    )
+    # No command reads demands back (only ListDemands): written with the command's events.
+    await tx.insert_later("demands", (
+        d.demand_id, d.community_id, d.household_id, d.resident_id, d.channel, d.urgency, d.category, d.description,
+        d.raised_at.ToDatetime(tzinfo=UTC)))
 
 
 async def list_demands(conn: Conn, community_id: str, channel: int, after: str, limit: int) -> list[asyncpg.Record]:

@@ -26,6 +26,7 @@ from ganshou_common.ids import derived_id, new_id
 from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, Sealer, record_access, seal, unseal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 from ganshou_intake.adapters import read_models as rm
+from ganshou_intake.adapters.known_communities import KnownCommunities
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
 from ganshou_intake.domain.validation import PHONE_FORMAT, check_household, check_resident, valid_phone
 
@@ -64,6 +65,7 @@ class IntakeApp:
 
     def __post_init__(self) -> None:
         self._run: Runner = self.run or per_command(self.store)
+        self._communities = KnownCommunities(self.store.pool)
 
     # ---- commands ----------------------------------------------------------------------
 
@@ -129,7 +131,7 @@ class IntakeApp:
         who.require_community(req.community_id)
 
         async def decide(tx: PostgresTransaction) -> bytes:
-            if not await rm.community_exists(tx.conn, req.community_id):
+            if not await self._communities.exists(tx.conn, req.community_id):
                 raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
             new = _NewHousehold.of(new_id(), req)
             keys = await self._new_keys(tx, [new])
@@ -171,11 +173,13 @@ class IntakeApp:
 
     async def _household_of(self, conn, community_id: str, household_id: str) -> rm.HouseholdRow | None:
         """The community must exist; the household, when named, must be one of its own."""
+        if not household_id:
+            if not await self._communities.exists(conn, community_id):
+                raise InvalidArgument.field("community_id", f"no community {community_id!r}")
+            return None
         exists, h = await rm.community_and_household(conn, community_id, household_id)
         if not exists:
             raise InvalidArgument.field("community_id", f"no community {community_id!r}")
-        if not household_id:
-            return None
         if h is None or h.community_id != community_id:
             raise InvalidArgument.field("household_id", f"no household {household_id!r} in {community_id}")
         return h
@@ -194,7 +198,7 @@ class IntakeApp:
         who.require_community(req.community_id)
 
         async def decide(tx: PostgresTransaction) -> bytes:
-            if not await rm.community_exists(tx.conn, req.community_id):
+            if not await self._communities.exists(tx.conn, req.community_id):
                 raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
             if req.household_ids:
                 found = await rm.households_in(tx.conn, req.community_id, list(req.household_ids))
