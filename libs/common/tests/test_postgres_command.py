@@ -184,3 +184,15 @@ async def test_kept_rows_without_events_are_written_in_the_transaction(store, be
     assert begins == [1]
     assert await store.pool.fetchval("SELECT body FROM notes WHERE id = 'alone'") == "no event"
     assert (await store.find_request("k4")).result == b"ok"
+
+
+async def test_a_statement_of_the_decide_sees_the_rows_kept_before_it(store) -> None:
+    async def decide(tx) -> bytes:
+        await tx.insert_later("notes", ("upd", "as kept"))
+        await tx.conn.execute("UPDATE notes SET body = 'updated' WHERE id = 'upd'")  # writes the kept row first
+        await tx.append(StreamAppend("s-upd", "thing", NO_STREAM, [ev(1)]))
+        return b"ok"
+
+    assert await execute(store, "k5", "fp", decide) == b"ok"
+    assert await store.pool.fetchval("SELECT body FROM notes WHERE id = 'upd'") == "updated"
+    assert len(await store.read_stream("s-upd")) == 1

@@ -95,7 +95,9 @@ class IdempotentConsumer:
         except Nonsense as exc:
             raise PoisonMessage(exc.reason, exc.detail) from None
         try:
-            async with self.store.transaction() as tx:
+            # A command's transaction: the handler's appends and kept read-model rows are
+            # written by one statement at its end (PostgresCommand).
+            async with self.store.command() as tx:
                 if not await tx.claim(self.name, env.stream_id, env.stream_version):
                     return "duplicate"
                 await handler(tx, env)

@@ -18,6 +18,7 @@ from ganshou_common import logs
 
 def worker() -> None:
     import faust
+    import uvloop
     from mode import Service
     from prometheus_client import REGISTRY
 
@@ -54,6 +55,9 @@ def worker() -> None:
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
     if os.environ.get("METRICS_CATCH_UP", "1") != "0":  # a new generation's first pass, outside faust
         asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP")))
+    # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
+    # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
                  override_logging=False).execute_from_commandline()
 

@@ -318,7 +318,7 @@ class PostgresCommand(PostgresTransaction):
 
     def __init__(self, conn: asyncpg.Connection):
         super().__init__(conn)
-        self.conn = OpensFirst(conn, self._begin)  # type: ignore[assignment]
+        self.conn = OpensFirst(conn, self._before_statement)  # type: ignore[assignment]
         self._tx: asyncpg.transaction.Transaction | None = None
         self._staged: dict[str, tuple[StreamAppend, list[Metadata]]] = {}
         self._rows: Rows = {}  # read-model rows kept for the appends' statement
@@ -330,6 +330,14 @@ class PostgresCommand(PostgresTransaction):
         if self._tx is None:
             self._tx = self._db.transaction()
             await self._tx.start()
+
+    async def _before_statement(self) -> None:
+        """A statement of the decide's own opens the transaction and sees the rows kept
+        before it (an update of a row inserted with insert_later finds it)."""
+        await self._begin()
+        if self._rows:
+            rows, self._rows = self._rows, {}
+            await self.insert_rows(rows)
 
     async def _flush(self) -> None:
         """Write the kept appends and rows now, in the transaction (something reads or

@@ -38,10 +38,19 @@ async def save(tx, case: Case, events: list[Message], meta: Metadata) -> None:
                                  [new_event(e, case.community_id or events[0].community_id) for e in events]), meta)
     for e in events:
         case.apply(e)
-    await project(tx.conn, case, events)
+    await project(tx, case, events)
 
 
-async def project(conn, case: Case, events: list[Message]) -> None:
+async def project(tx, case: Case, events: list[Message]) -> None:
+    conn = tx.conn
+    if len(events) == 1 and isinstance(e := events[0], ev.CaseOpened):
+        # A new case (most saves): its row, in its state after the event, and its timers go
+        # with the event by one statement (insert_later; columns in the tables' order).
+        await tx.insert_later("cases", (e.case_id, e.demand_id, e.community_id, case.status, case.track,
+                                        case.partner_id, e.opened_at.ToDatetime(tzinfo=UTC), 0))
+        for p in e.promises:
+            await tx.insert_later("promise_timers", (e.case_id, p.kind, p.due_at.ToDatetime(tzinfo=UTC), "pending"))
+        return
     for e in events:
         match e:
             case ev.CaseOpened():
