@@ -211,3 +211,24 @@ async def test_a_batch_that_runs_no_statement_of_its_own_is_one_statement_withou
             assert await store.pool.fetchval("SELECT count(*) FROM requests") == 11
         finally:
             await committer.close()
+
+
+async def test_a_batch_whose_appends_hold_no_event_still_records_its_commands_and_rows(pg_port: int) -> None:
+    def empty_append(row_id: str):
+        async def decide(tx) -> bytes:
+            await tx.insert_later("later_rows", (row_id, "none"))
+            await tx.append(StreamAppend(f"e-{row_id}", "thing", NO_STREAM, []))
+            return row_id.encode()
+        return decide
+
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
+        committer = GroupCommitter(store, workers=1)
+        try:
+            assert await asyncio.gather(*(committer.execute(f"e{i}", "fp", empty_append(f"e{i}"))
+                                          for i in range(5))) == [f"e{i}".encode() for i in range(5)]
+            assert committer.batches["careful"] == 0
+            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 5
+            assert [(await store.find_request(f"e{i}")).result for i in range(5)] == [f"e{i}".encode() for i in range(5)]
+        finally:
+            await committer.close()

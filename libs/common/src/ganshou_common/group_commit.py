@@ -14,9 +14,10 @@ then the whole batch is written by one statement — a multi-stream append, each
 its command's metadata, every record and every kept row — so a command costs its reads,
 not five round trips. The batch's transaction opens (BEGIN) only when a decide runs a
 statement of its own or claims a checkpoint: a batch that does neither (a demand raised in
-a community already known) is that one statement, committed alone. Anything unusual (a decide that fails, reads a stream the batch
-already appended to, a write refused by a version, a key or a record already there) rolls
-the staged attempt back and runs the batch the careful way, a savepoint per command.
+a community already known) is that one statement, committed alone. Anything unusual (a
+decide that fails, reads a stream the batch already appended to, a write refused by a
+version, a key or a record already there) rolls the staged attempt back and runs the batch
+the careful way, a savepoint per command.
 In a staged batch, appended events get their positions and ids when the batch is written:
 decides see their versions only (no command uses more).
 
@@ -246,13 +247,13 @@ class GroupCommitter:
                     await staged.record_request(item.request_id, item.fp, result)
                     records.append(staged.record)  # type: ignore[arg-type]
                     results.append((item, result))
-                if streams:
+                appends = [(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]), [m for _, m in s.events])
+                           for sid, s in streams.items() if s.events]
+                if appends:
                     # One statement for the whole batch: each event with its own command's
                     # metadata, every record and every kept row; alone, it commits by itself.
-                    await tx.append_each([(StreamAppend(sid, s.stream_type, s.base, [e for e, _ in s.events]),
-                                           [m for _, m in s.events]) for sid, s in streams.items()],
-                                         records=records, rows=rows)
-                else:
+                    await tx.append_each(appends, records=records, rows=rows)
+                else:  # nothing to append (no events, or appends of none): the records and rows alone
                     await opened.begin()
                     await tx.insert_rows(rows)
                     status = await conn.execute(_RECORD_ALL, *map(list, zip(*records, strict=True)))

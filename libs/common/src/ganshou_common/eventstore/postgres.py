@@ -181,6 +181,8 @@ class PostgresTransaction:
         all written by the same statement, only with the events."""
         flat = [(a, n, e) for a in appends for n, e in enumerate(a.events, start=1)]
         if not flat:
+            if record is not None or records or any((rows or {}).values()):
+                raise ValueError("records and rows go with events: none to append")  # never dropped silently
             return []
         if len({a.stream_id for a in appends}) != len(appends):
             raise ValueError("append_many takes each stream once")
@@ -311,8 +313,8 @@ class PostgresCommand(PostgresTransaction):
     (the versions the decide is told: the expected ones, or the head read for ANY_VERSION,
     which the statement then checks), and with the read-model rows it kept (insert_later).
     A command that runs nothing else — no statement on `conn`, no checkpoint — never opens
-    a transaction: that one statement commits alone (atomic as any statement). Otherwise the first statement on `conn` opens it, and it commits at the
-    end. The round trips of an append-only command: 4 → 2 (1 with an expected version).
+    a transaction: that one statement commits alone (atomic as any statement). Otherwise
+    the first statement on `conn` opens it, and it commits at the end. The round trips of an append-only command: 4 → 2 (1 with an expected version).
     Appended events get their positions and ids when written: the decide sees versions.
     """
 
