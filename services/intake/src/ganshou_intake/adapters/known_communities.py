@@ -16,15 +16,22 @@ from ganshou_intake.adapters.read_models import Conn, community_exists
 
 
 class KnownCommunities:
-    def __init__(self, pool: asyncpg.Pool, limit: int = 100_000):
-        self._pool, self._limit = pool, limit
+    def __init__(self, pool: asyncpg.Pool, limit: int = 100_000, wait_s: float = 0.2):
+        self._pool, self._limit, self._wait_s = pool, limit, wait_s
         self._seen: set[str] = set()
 
     async def exists(self, conn: Conn, community_id: str) -> bool:
         """Whether the community exists as `conn` (a command's transaction) sees it."""
         if community_id in self._seen:
             return True
-        if await community_exists(self._pool, community_id):  # committed
+        try:
+            # A second connection while the command holds one: waited for briefly only, so
+            # commands holding every connection and each asking here cannot wait on each other.
+            async with self._pool.acquire(timeout=self._wait_s) as committed:
+                found = await community_exists(committed, community_id)
+        except TimeoutError:
+            return await community_exists(conn, community_id)  # answered, not remembered
+        if found:
             if len(self._seen) < self._limit:  # a town has tens; the bound only guards memory
                 self._seen.add(community_id)
             return True
