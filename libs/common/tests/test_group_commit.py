@@ -232,3 +232,25 @@ async def test_a_batch_whose_appends_hold_no_event_still_records_its_commands_an
             assert [(await store.find_request(f"e{i}")).result for i in range(5)] == [f"e{i}".encode() for i in range(5)]
         finally:
             await committer.close()
+
+
+async def test_a_decides_own_statement_in_a_batch_sees_the_rows_kept_before_it(pg_port: int) -> None:
+    def kept_then_updated(row_id: str):
+        async def decide(tx) -> bytes:
+            await tx.insert_later("later_rows", (row_id, "kept"))
+            await tx.conn.execute("UPDATE later_rows SET stream = 'updated' WHERE id = $1", row_id)
+            await tx.append(StreamAppend(f"u-{row_id}", "thing", NO_STREAM, [NewEvent("ganshou.test.v1.Happened", b"x")]))
+            return row_id.encode()
+        return decide
+
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
+        committer = GroupCommitter(store, workers=1)
+        try:
+            assert await asyncio.gather(*(committer.execute(f"u{i}", "fp", kept_then_updated(f"u{i}"))
+                                          for i in range(6))) == [f"u{i}".encode() for i in range(6)]
+            assert committer.batches["careful"] == 0
+            assert await store.pool.fetchval("SELECT array_agg(DISTINCT stream) FROM later_rows") == ["updated"]
+            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 6
+        finally:
+            await committer.close()

@@ -98,10 +98,19 @@ class _Staged:
     def __init__(self, tx: PostgresTransaction, opened: _Opened, streams: dict[str, _InBatch], rows: Rows,
                  heads: dict[str, int]):
         self._tx, self._opened, self._streams = tx, opened, streams  # streams: those the batch appends to
-        self.conn = OpensFirst(tx.conn, opened.begin)
+        self.conn = OpensFirst(tx.conn, self._before_statement)
         self._heads = heads  # heads read for the whole batch at its start (the commands' keys)
         self._rows = rows  # table → the rows the batch's commands keep for it
         self.record: tuple[str, str, bytes] | None = None
+
+    async def _before_statement(self) -> None:
+        """A decide's own statement opens the batch's transaction and sees the rows kept
+        before it, as in a command's transaction (PostgresCommand)."""
+        await self._opened.begin()
+        if self._rows:
+            kept = dict(self._rows)
+            self._rows.clear()  # the batch's dict: what is written now is not written again
+            await self._tx.insert_rows(kept)
 
     async def insert_later(self, table: str, row: tuple) -> None:
         self._rows.setdefault(table, []).append(row)
