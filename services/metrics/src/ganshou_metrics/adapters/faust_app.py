@@ -36,6 +36,7 @@ from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
+from ganshou_metrics.adapters.prompt_fetch import App
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.adapters.row_codec import decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply, facts
@@ -56,7 +57,7 @@ class Projection:
         self.figures = Figures()
         self.partitions = partitions
         self.changed = asyncio.Event()
-        self.app = faust.App(
+        self.app = App(  # faust's, fetching promptly (prompt_fetch.py)
             f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
             topic_partitions=partitions, web_enabled=False,
             # faust keeps a data directory; never in the working directory (a checkout, or a
