@@ -5,7 +5,8 @@
   the same with the consumers downstream paused (the replica's own capacity);
 - the profiles of the hottest process at full rate and of the projection (py-spy);
 - CPU-seconds per million events, by process, over the 500/s run;
-- freshness: a command acknowledged → its figure changed in WatchFigures, at 500/s;
+- freshness: a command acknowledged → its figure changed in WatchFigures, at 500/s (and
+  150/s, 250/s);
 - projection rebuild (a new metrics generation) against a raw aiokafka consumer of the
   same topics;
 - memory of a metrics worker that has projected a million events;
@@ -330,6 +331,14 @@ async def main() -> None:
                 r["cpu_seconds_per_million_events"] = {k: round(v / events * 1e6, 1)
                                                        for k, v in used_between(before, after).items()}
                 r["events_in_cpu_run"] = events
+                # Freshness at lower rates too: where the two cores still keep up with the pipeline.
+                r["freshness_by_rate"] = {}
+                for rps in ((20,) if tiny else (150, 250)):
+                    load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, rps, 64))
+                    await asyncio.sleep(2)
+                    fresh = await freshness(system, probe, 5 if tiny else 100)
+                    r["freshness_by_rate"][str(rps)] = {"achieved_rps": (await load)["rps"], **fresh}
+                    await wait_projected(system, "metrics", await stored_events(system), wait_s)
 
             if "rebuild" in stages:
                 # Rebuild: a new generation projects every topic from the start (its first pass outside

@@ -29,6 +29,15 @@ def envelope(stream: str, version: int, event_type: str = "ganshou.common.v1.Mon
     return env.SerializeToString()
 
 
+def fen(env: envelope_pb2.EventEnvelope) -> int:
+    """The event's money; the handlers refuse a negative amount (a rejection: poison)."""
+    money = types_pb2.Money()
+    env.payload.Unpack(money)
+    if money.fen < 0:
+        raise ValueError("negative money makes no sense")
+    return money.fen
+
+
 async def test_duplicates_apply_once_and_poison_is_dead_lettered(pg_database: str, kafka_bootstrap: str) -> None:
     await migrate(pg_database)
     topic, dlq = f"test.{uuid.uuid4().hex[:8]}", f"test.dlq.{uuid.uuid4().hex[:8]}"
@@ -42,11 +51,7 @@ async def test_duplicates_apply_once_and_poison_is_dead_lettered(pg_database: st
         await tx.conn.execute("CREATE TABLE effects (stream_id text, version bigint, fen bigint)")
 
     async def on_money(tx, env: envelope_pb2.EventEnvelope) -> None:
-        money = types_pb2.Money()
-        env.payload.Unpack(money)
-        if money.fen < 0:
-            raise ValueError("negative money makes no sense")
-        await tx.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", env.stream_id, env.stream_version, money.fen)
+        await tx.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", env.stream_id, env.stream_version, fen(env))
 
     good = [envelope(f"s{i % 5}", i // 5 + 1, fen=100) for i in range(50)]
     poison = [b"\xff\x00not protobuf", envelope("s9", 1, event_type="ganshou.nowhere.v1.Bogus"),
@@ -135,3 +140,45 @@ async def test_a_commit_refused_after_the_group_moved_on_does_not_stop_the_consu
         await producer.stop()
         await task
         await store.close()
+
+
+class _CountingStore(PostgresEventStore):
+    """Counts the transactions the consumer opens."""
+
+    commands = 0
+
+    def command(self):
+        self.commands += 1
+        return super().command()
+
+
+async def test_a_fetch_is_applied_in_one_transaction_and_one_failure_leaves_none_of_it(pg_database: str) -> None:
+    await migrate(pg_database)
+    store = _CountingStore((await PostgresEventStore.connect(pg_database)).pool)
+    await store.pool.execute("CREATE TABLE effects (stream_id text, version bigint, fen bigint)")
+
+    async def on_money(tx, env: envelope_pb2.EventEnvelope) -> None:
+        amount = fen(env)
+        # What an earlier event of the same transaction wrote is seen by the next.
+        before = await tx.conn.fetchval("SELECT count(*) FROM effects WHERE stream_id = $1", env.stream_id)
+        assert before == env.stream_version - 1
+        await tx.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", env.stream_id, env.stream_version, amount)
+
+    consumer = IdempotentConsumer("batcher", store, "unused:9092", [], {"ganshou.common.v1.Money": on_money}, "dlq")
+    first = [envelope("b1", v) for v in (1, 2, 3)] + [envelope("b2", 1, event_type="ganshou.common.v1.Actor")]
+    assert await consumer.apply_batch(first) == ["applied", "applied", "applied", "ignored"]
+    assert store.commands == 1
+    # Seen again with a new one: the seen ones are duplicates, in the same one transaction.
+    assert await consumer.apply_batch(first[:3] + [envelope("b1", 4)]) == ["duplicate"] * 3 + ["applied"]
+    assert store.commands == 2
+    # One refused among them: nothing of the batch is written; event by event, the good ones apply.
+    mixed = [envelope("b3", 1), envelope("b3", 2, fen=-5), envelope("b4", 1)]
+    assert await consumer.apply_batch(mixed) is None
+    assert await store.pool.fetchval("SELECT count(*) FROM effects WHERE stream_id IN ('b3', 'b4')") == 0
+    assert await consumer.apply(mixed[0]) == "applied"
+    assert await consumer.apply(mixed[2]) == "applied"
+    # Undecodable bytes among them: the same, before any transaction opens.
+    assert await consumer.apply_batch([envelope("b5", 1), b"\xff\x00not protobuf"]) is None
+    assert store.commands == 5
+    assert await store.pool.fetchval("SELECT count(*) FROM effects") == 6
+    await store.close()
