@@ -34,6 +34,7 @@ from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
+from ganshou_metrics.adapters.changelog_writer import send_row
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.prompt_fetch import App
@@ -96,6 +97,7 @@ class Projection:
             self.tables[service] = table
             self.table_of[name] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
+        self._rows = Tables(self.table_of)  # how a row's changelog message is serialised
         # Not on_rebalance_complete too: faust ends every recovery with the tables' on_recover
         # callbacks, after its store has dropped revoked partitions' rows; a second pass over
         # a million rows cost 8 s.
@@ -183,9 +185,11 @@ class Projection:
             # Seen again after a rebalance's seek-back: durable once the row's last write is.
             return self._unacknowledged.get(key)
         # The one durable write for this event. What `table[key] = new` does, keeping the
-        # changelog message's future (resolved when the broker acknowledges it).
+        # changelog message's future (resolved when the broker acknowledges it); sent past
+        # faust's buffer (changelog_writer.py).
         value = encode_row(new)
-        written = table.send_changelog(table.partition_for_key(key), key, value)
+        written = await send_row(self.app.producer._ensure_producer(), table.changelog_topic_name,
+                                 table.partition_for_key(key), *self._rows.serialise(topic, key, value))
         table.data[key] = value
         self._unacknowledged[key] = written
         written.add_done_callback(partial(self._acknowledged, key))
