@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 import pytest
@@ -128,6 +129,18 @@ async def test_callers_that_go_away_leave_the_committer_working(pg_port: int) ->
             await committer.close()
 
 
+@contextlib.asynccontextmanager
+async def rows_committer(pg_port: int):
+    """A migrated store with a `later_rows` read model, and a one-worker committer on it."""
+    async with migrated_store(pg_port) as store:
+        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
+        committer = GroupCommitter(store, workers=1)
+        try:
+            yield store, committer
+        finally:
+            await committer.close()
+
+
 def with_row(row_id: str, stream: str):
     async def decide(tx) -> bytes:
         await tx.insert_later("later_rows", (row_id, stream))
@@ -138,27 +151,22 @@ def with_row(row_id: str, stream: str):
 
 
 async def test_writes_kept_for_the_batch_end_land_with_their_command_or_fail_alone(pg_port: int) -> None:
-    async with migrated_store(pg_port) as store:
-        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
-        committer = GroupCommitter(store, workers=1)
-        try:
-            results = await asyncio.gather(*(committer.execute(f"k{i}", "fp", with_row(f"row{i}", f"n{i}"))
-                                             for i in range(50)))
-            assert results == [f"row{i}".encode() for i in range(50)]
-            assert committer.batches["staged"] > 0 and committer.batches["careful"] == 0
-            rows = await store.pool.fetch("SELECT id, stream FROM later_rows ORDER BY id")
-            assert sorted((r["id"], r["stream"]) for r in rows) == sorted((f"row{i}", f"n{i}") for i in range(50))
-            assert await store.outbox_backlog() == 50
+    async with rows_committer(pg_port) as (store, committer):
+        results = await asyncio.gather(*(committer.execute(f"k{i}", "fp", with_row(f"row{i}", f"n{i}"))
+                                         for i in range(50)))
+        assert results == [f"row{i}".encode() for i in range(50)]
+        assert committer.batches["staged"] > 0 and committer.batches["careful"] == 0
+        rows = await store.pool.fetch("SELECT id, stream FROM later_rows ORDER BY id")
+        assert sorted((r["id"], r["stream"]) for r in rows) == sorted((f"row{i}", f"n{i}") for i in range(50))
+        assert await store.outbox_backlog() == 50
 
-            # A row whose key is taken fails its own command only: its events are not appended.
-            results = await asyncio.gather(*(committer.execute(f"m{i}", "fp", with_row("row7" if i == 3 else f"new{i}",
-                                                                                    f"o{i}")) for i in range(20)),
-                                           return_exceptions=True)
-            assert isinstance(results[3], asyncpg.UniqueViolationError)
-            assert [r for i, r in enumerate(results) if i != 3] == [f"new{i}".encode() for i in range(20) if i != 3]
-            assert await store.read_stream("o3") == [] and len(await store.read_stream("o4")) == 1
-        finally:
-            await committer.close()
+        # A row whose key is taken fails its own command only: its events are not appended.
+        results = await asyncio.gather(*(committer.execute(f"m{i}", "fp", with_row("row7" if i == 3 else f"new{i}",
+                                                                                f"o{i}")) for i in range(20)),
+                                       return_exceptions=True)
+        assert isinstance(results[3], asyncpg.UniqueViolationError)
+        assert [r for i, r in enumerate(results) if i != 3] == [f"new{i}".encode() for i in range(20) if i != 3]
+        assert await store.read_stream("o3") == [] and len(await store.read_stream("o4")) == 1
 
 
 async def test_a_batch_reads_its_keys_heads_at_once_and_stays_staged(pg_port: int) -> None:
@@ -198,19 +206,14 @@ async def test_a_batch_that_runs_no_statement_of_its_own_is_one_statement_withou
             return await with_row(row_id, stream)(tx)
         return decide
 
-    async with migrated_store(pg_port) as store:
-        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
-        committer = GroupCommitter(store, workers=1)
-        try:
-            assert await asyncio.gather(*(committer.execute(f"q{i}", "fp", with_row(f"q{i}", f"q{i}"))
-                                          for i in range(10))) == [f"q{i}".encode() for i in range(10)]
-            assert opened == [] and committer.batches["careful"] == 0
-            assert await committer.execute("r0", "fp", reading("r0", "r0")) == b"r0"
-            assert opened == [1]
-            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 11
-            assert await store.pool.fetchval("SELECT count(*) FROM requests") == 11
-        finally:
-            await committer.close()
+    async with rows_committer(pg_port) as (store, committer):
+        assert await asyncio.gather(*(committer.execute(f"q{i}", "fp", with_row(f"q{i}", f"q{i}"))
+                                      for i in range(10))) == [f"q{i}".encode() for i in range(10)]
+        assert opened == [] and committer.batches["careful"] == 0
+        assert await committer.execute("r0", "fp", reading("r0", "r0")) == b"r0"
+        assert opened == [1]
+        assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 11
+        assert await store.pool.fetchval("SELECT count(*) FROM requests") == 11
 
 
 async def test_a_batch_whose_appends_hold_no_event_still_records_its_commands_and_rows(pg_port: int) -> None:
@@ -221,17 +224,12 @@ async def test_a_batch_whose_appends_hold_no_event_still_records_its_commands_an
             return row_id.encode()
         return decide
 
-    async with migrated_store(pg_port) as store:
-        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
-        committer = GroupCommitter(store, workers=1)
-        try:
-            assert await asyncio.gather(*(committer.execute(f"e{i}", "fp", empty_append(f"e{i}"))
-                                          for i in range(5))) == [f"e{i}".encode() for i in range(5)]
-            assert committer.batches["careful"] == 0
-            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 5
-            assert [(await store.find_request(f"e{i}")).result for i in range(5)] == [f"e{i}".encode() for i in range(5)]
-        finally:
-            await committer.close()
+    async with rows_committer(pg_port) as (store, committer):
+        assert await asyncio.gather(*(committer.execute(f"e{i}", "fp", empty_append(f"e{i}"))
+                                      for i in range(5))) == [f"e{i}".encode() for i in range(5)]
+        assert committer.batches["careful"] == 0
+        assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 5
+        assert [(await store.find_request(f"e{i}")).result for i in range(5)] == [f"e{i}".encode() for i in range(5)]
 
 
 async def test_a_decides_own_statement_in_a_batch_sees_the_rows_kept_before_it(pg_port: int) -> None:
@@ -243,14 +241,9 @@ async def test_a_decides_own_statement_in_a_batch_sees_the_rows_kept_before_it(p
             return row_id.encode()
         return decide
 
-    async with migrated_store(pg_port) as store:
-        await store.pool.execute("CREATE TABLE later_rows (id text PRIMARY KEY, stream text NOT NULL)")
-        committer = GroupCommitter(store, workers=1)
-        try:
-            assert await asyncio.gather(*(committer.execute(f"u{i}", "fp", kept_then_updated(f"u{i}"))
-                                          for i in range(6))) == [f"u{i}".encode() for i in range(6)]
-            assert committer.batches["careful"] == 0
-            assert await store.pool.fetchval("SELECT array_agg(DISTINCT stream) FROM later_rows") == ["updated"]
-            assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 6
-        finally:
-            await committer.close()
+    async with rows_committer(pg_port) as (store, committer):
+        assert await asyncio.gather(*(committer.execute(f"u{i}", "fp", kept_then_updated(f"u{i}"))
+                                      for i in range(6))) == [f"u{i}".encode() for i in range(6)]
+        assert committer.batches["careful"] == 0
+        assert await store.pool.fetchval("SELECT array_agg(DISTINCT stream) FROM later_rows") == ["updated"]
+        assert await store.pool.fetchval("SELECT count(*) FROM later_rows") == 6
