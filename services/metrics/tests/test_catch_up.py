@@ -1,12 +1,15 @@
 """A new generation's first pass outside faust, against the real broker: the rows it writes
 to the changelogs are the rows one event at a time gives, a refused event stops its
-partition there (left to faust), offsets are committed only after, and only one pass runs."""
+partition there (left to faust), offsets are committed only after, and only one pass runs;
+shares in processes of their own do the same, and bring the rows' figures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,11 +19,13 @@ from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
 from ganshou_metrics.adapters.catch_up import Tables, _holds, _lock
 from ganshou_metrics.adapters.faust_app import Projection
-from ganshou_metrics.adapters.row_codec import encode_row
-from ganshou_metrics.domain.projection import apply
+from ganshou_metrics.adapters.first_pass import Share, fold_in_process
+from ganshou_metrics.adapters.row_codec import decode_row, encode_row
+from ganshou_metrics.domain.projection import Figures, apply
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
 
 def _envelope(stream: str, version: int, msg) -> envelope_pb2.EventEnvelope:
@@ -190,3 +195,60 @@ async def test_the_lock_stays_with_its_holder_while_another_waits(kafka_bootstra
     finally:
         second.cancel()
 
+
+
+async def test_a_pass_in_two_processes_is_the_pass_in_one_and_its_figures_are_the_rows(kafka_bootstrap: str) -> None:
+    """Shares in processes of their own (first_pass.py) write and hand over the same rows,
+    commit the same offsets and stop at the same refused event as one process; the figures
+    they bring are those a recompute from the rows gives, and the worker takes them instead
+    of recomputing only while faust's recovery has left the rows as they were."""
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    await _publish(kafka_bootstrap, topics["intake"], _events(300), poison_partition=1)
+    done, changelogs, held, committed = {}, {}, {}, {}
+    for processes in (1, 2):
+        projection = Projection(kafka_bootstrap, f"shares-{processes}-{run}", PARTITIONS, topics)
+        await projection.ensure_changelogs(kafka_bootstrap)
+        done[processes] = await projection.catch_up(kafka_bootstrap, processes)
+        table = projection.table_of[topics["intake"]]
+        changelogs[processes] = await _changelog(kafka_bootstrap, table.changelog_topic_name)
+        held[processes] = dict(table.data.data)
+        committed[processes] = await _committed(kafka_bootstrap, projection.app.conf.id, topics["intake"])
+
+        rows = [decode_row(v) for t in projection.tables.values() for v in t.data.data.values()]
+        recomputed = Figures.from_rows(rows)
+        assert done[processes].figures.snapshot(now=NOW) == recomputed.snapshot(now=NOW)
+        assert done[processes].figures.events == recomputed.events == done[processes].events
+        projection._recompute_now()  # faust's recovery read nothing back: the pass's figures
+        assert projection.figures is done[processes].figures
+
+    assert changelogs[1] == changelogs[2] and held[1] == held[2] and committed[1] == committed[2]
+    assert (done[1].events, done[1].rows, done[1].stopped_at) == (done[2].events, done[2].rows, done[2].stopped_at)
+
+
+async def test_the_pass_figures_are_not_taken_once_recovery_changed_a_row(kafka_bootstrap: str) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    await _publish(kafka_bootstrap, topics["intake"], _events(20))
+    projection = Projection(kafka_bootstrap, f"changed-{run}", PARTITIONS, topics)
+    await projection.ensure_changelogs(kafka_bootstrap)
+    done = await projection.catch_up(kafka_bootstrap)
+    store = projection.table_of[topics["intake"]].data
+    # faust's recovery reads a row written after the pass (another worker's, say): resident r1 erased.
+    erased = {"v": 2, "t": "resident", "s": {"kind": "resident", "c": "c1", "seg": 1, "erased": True}}
+    record = SimpleNamespace(key="resident-r0", value=encode_row(erased),
+                             message=SimpleNamespace(value=encode_row(erased), partition=0))
+    store.apply_changelog_batch([record], lambda k: k, lambda v: v)
+
+    projection._recompute_now()
+
+    assert projection.figures is not done.figures
+    rows = [decode_row(v) for t in projection.tables.values() for v in t.data.data.values()]
+    assert projection.figures.snapshot(now=NOW) == Figures.from_rows(rows).snapshot(now=NOW)
+    assert projection.figures.snapshot(now=NOW) != done.figures.snapshot(now=NOW)
+
+
+async def test_a_share_that_fails_in_its_process_fails_the_pass() -> None:
+    share = Share("127.0.0.1:1", {TopicPartition("nowhere", 0): 5}, {"nowhere": "nowhere-changelog"})
+    with pytest.raises(RuntimeError, match="first-pass process failed(.|\n)*KafkaConnectionError"):
+        await fold_in_process(share, "test", "INFO")

@@ -2,7 +2,8 @@
 over gRPC and the figures on /metrics, in one process.
 
     python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION,
-                                          METRICS_CATCH_UP=0 to leave a new generation's first pass to faust)
+                                          METRICS_CATCH_UP=0 to leave a new generation's first pass to faust,
+                                          METRICS_CATCH_UP_PROCESSES: its processes, default a core each)
 
 A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py).
 """
@@ -54,7 +55,9 @@ def worker() -> None:
     projection.app.service(Api)
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
     if os.environ.get("METRICS_CATCH_UP", "1") != "0":  # a new generation's first pass, outside faust
-        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP")))
+        # a process a core (the pod's CPUs, where a limit pins them), unless told
+        processes = env_int("METRICS_CATCH_UP_PROCESSES", len(os.sched_getaffinity(0)))
+        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), processes))
     # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
     # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

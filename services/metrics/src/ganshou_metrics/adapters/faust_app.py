@@ -17,6 +17,7 @@ deployment runs one active worker (see docs/design.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -37,10 +38,11 @@ from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.changelog_writer import send_row
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
+from ganshou_metrics.adapters.preloaded_store import intact
 from ganshou_metrics.adapters.prompt_fetch import App
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.adapters.row_codec import decode_row, encode_row
-from ganshou_metrics.domain.projection import Figures, apply, facts
+from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
 PROJECTED = Counter("ganshou_metrics_projection_events_total", "Events seen by the projection, by outcome",
@@ -83,6 +85,7 @@ class Projection:
         self.source_topics: set[str] = set()
         self._guarded = False
         self._recompute_due = False
+        self._pass_figures: Figures | None = None  # a first pass's, until faust's first recovery
         self.consumer_name = f"metrics-g{generation}"
         self.dead_letters = self.app.topic(dead_letter_topic("metrics"), key_type=bytes, value_type=bytes,
                                            value_serializer="raw", key_serializer="raw")
@@ -221,11 +224,14 @@ class Projection:
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
-    async def catch_up(self, bootstrap: str) -> Pass | None:
-        """A new generation's first pass outside faust (catch_up.py), its rows preloaded."""
-        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions)
+    async def catch_up(self, bootstrap: str, processes: int = 1) -> Pass | None:
+        """A new generation's first pass outside faust (catch_up.py), its rows preloaded and
+        its figures kept for when faust's recovery leaves the rows as they are."""
+        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions, processes,
+                              "metrics-worker", logging.getLevelName(logging.getLogger().getEffectiveLevel()))
         if done is not None:
             PROJECTED.labels("catch-up", "applied").inc(done.events)
+            self._pass_figures = done.figures
         return done
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
@@ -246,6 +252,7 @@ class Projection:
                                                for n in missing])
                 except TopicAlreadyExistsError:
                     pass
+            self.app.existing_topics = frozenset(existing | set(missing))  # faust need not declare them
         finally:
             await admin.close()
 
@@ -258,14 +265,24 @@ class Projection:
 
     def _recompute_now(self) -> None:
         self._recompute_due = False
-        figures, streams = Figures(), 0
-        for table in self.tables.values():
-            for value in table.values():
-                if value:
-                    row = decode_row(value)
-                    figures.add(facts(row))
-                    figures.events += row["v"]
-                    streams += 1
-        self.figures = figures
+        figures, self._pass_figures = self._pass_figures, None
+        if figures is not None and all(intact(table.data) for table in self.tables.values()):
+            # The first recovery after a first pass, which read nothing back and dropped no
+            # rows: the pass's figures are those of the rows (a recompute took 3.4 s a million).
+            self.figures = figures
+            self.changed.set()
+            log.info("figures_from_first_pass", events=figures.events)
+            return
+        streams = 0
+
+        def rows():
+            nonlocal streams
+            for table in self.tables.values():
+                for value in table.values():
+                    if value:
+                        streams += 1
+                        yield decode_row(value)
+
+        self.figures = Figures.from_rows(rows())
         self.changed.set()
         log.info("figures_recomputed", streams=streams)

@@ -6,6 +6,10 @@ changelogs; faust's recovery would read them all back through its per-message co
 per changelog partition, the offset of the last row the pass wrote, so recovery reads only
 what follows it. Once: a partition assigned again later (after a rebalance, when faust has
 dropped its rows) is recovered from its changelog as usual.
+
+A store is `intact` while it holds the preloaded rows unchanged by faust (no changelog
+record read back, no row of an unassigned partition dropped): the pass's figures are then
+the rows' figures, and the worker need not recompute them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def preload(table: Any, rows: dict[str, Any], partitions: dict[str, int], last_o
 class PreloadedStore(Store):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._preloaded: dict[Any, int] = {}
+        self.intact = False  # until preloaded
         super().__init__(*args, **kwargs)
         pending = getattr(self.table, "ganshou_preloaded", None)
         if pending is not None:
@@ -42,9 +47,26 @@ class PreloadedStore(Store):
         else:  # taken as they are: a copy of a million entries would only add memory
             self.data, self._key_partition = rows, partitions
         self._preloaded.update(last_offsets)
+        self.intact = True
 
     def persisted_offset(self, tp: Any) -> int | None:
         return self._preloaded.pop(tp, None)
+
+    def apply_changelog_batch(self, batch: Any, *args: Any, **kwargs: Any) -> None:
+        batch = list(batch)
+        if batch:
+            self.intact = False
+        super().apply_changelog_batch(batch, *args, **kwargs)
+
+    async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
+        held = len(self.data)
+        await super().on_recovery_completed(*args, **kwargs)
+        if len(self.data) != held:
+            self.intact = False
+
+
+def intact(store: Any) -> bool:
+    return bool(getattr(store, "intact", False))
 
 
 faust.stores.STORES.aliases[NAME] = f"{__name__}:PreloadedStore"

@@ -16,6 +16,8 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
 
+from ganshou_metrics.adapters import quick_start
+
 FETCH_MAX_WAIT_MS = 100
 
 
@@ -34,10 +36,17 @@ class _Consumer(faust_kafka.Consumer):
 
 class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
+    Producer = quick_start.Producer
 
 
 class App(faust.App):
-    """faust.App whose consumer fetches with FETCH_MAX_WAIT_MS (its producer is faust's own)."""
+    """faust.App whose consumer fetches with FETCH_MAX_WAIT_MS, and which starts without
+    faust's waits for what is done already (quick_start.py)."""
+
+    existing_topics: frozenset[str] = frozenset()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, TableManager=quick_start.TableManager, **kwargs)
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)

@@ -349,10 +349,24 @@ class Figures:
 
     @classmethod
     def from_rows(cls, rows: Iterable[Row]) -> "Figures":
+        """The figures of these rows; `events`, the events they applied (each row's version)."""
         f = cls()
         for row in rows:
             f.add(facts(row))
+            f.events += row["v"]
         return f
+
+    def absorb(self, other: "Figures") -> None:
+        """Add another set of rows' figures (rows disjoint from this one's)."""
+        for metric, bucket in other.sums.items():
+            mine = self.sums.setdefault(metric, {})
+            for key, value in bucket.items():
+                total = mine.get(key, 0) + value
+                if total:
+                    mine[key] = total
+                else:
+                    mine.pop(key, None)
+        self.events += other.events
 
     def total(self, metric: str, community: str = "", segment: int = 0, extra: str | None = None) -> int:
         return sum(v for k, v in self._items(metric, community, segment) if extra is None or k[3] == extra)
