@@ -33,3 +33,17 @@ def env_bool(name: str, default: bool = False) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"environment variable {name} must be a boolean, got {raw!r}")
+
+
+def usable_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may use: those it is pinned to, no more than its cgroup's CPU
+    quota (a Kubernetes CPU limit) allows, in whole CPUs."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        with open(cpu_max) as f:  # cgroup v2: "<quota> <period>" or "max <period>"
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus

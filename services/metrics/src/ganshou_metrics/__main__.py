@@ -3,7 +3,8 @@ over gRPC and the figures on /metrics, in one process.
 
     python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION,
                                           METRICS_CATCH_UP=0 to leave a new generation's first pass to faust,
-                                          METRICS_CATCH_UP_PROCESSES: its processes, default a core each)
+                                          METRICS_CATCH_UP_PROCESSES: its processes at most, default 2,
+                                          one a usable core)
 
 A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py).
 """
@@ -24,7 +25,7 @@ def worker() -> None:
     from prometheus_client import REGISTRY
 
     from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
-    from ganshou_common.config import env, env_int
+    from ganshou_common.config import env, env_int, usable_cpus
     from ganshou_common.grpc_scaffold.server import GrpcServer
     from ganshou_common.grpc_scaffold.settings import server_settings_from_env
     from ganshou_common.grpc_scaffold.tokens import verifier_from_env
@@ -55,8 +56,9 @@ def worker() -> None:
     projection.app.service(Api)
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
     if os.environ.get("METRICS_CATCH_UP", "1") != "0":  # a new generation's first pass, outside faust
-        # a process a core (the pod's CPUs, where a limit pins them), unless told
-        processes = env_int("METRICS_CATCH_UP_PROCESSES", len(os.sched_getaffinity(0)))
+        # A process a usable core, at most METRICS_CATCH_UP_PROCESSES: each holds its share
+        # of the rows besides an interpreter (~60 MB) until the pass ends.
+        processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
         asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), processes))
     # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
     # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
