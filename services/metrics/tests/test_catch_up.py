@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,9 +18,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
+from ganshou_common.testing.procs import free_port, kill, spawn_module
 from ganshou_metrics.adapters.catch_up import Tables, _holds, _lock
 from ganshou_metrics.adapters.faust_app import Projection
-from ganshou_metrics.adapters.first_pass import Share, fold_in_process
+from ganshou_metrics.adapters.first_pass import Share, ShareProcess
 from ganshou_metrics.adapters.row_codec import decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
@@ -209,7 +211,7 @@ async def test_a_pass_in_two_processes_is_the_pass_in_one_and_its_figures_are_th
     for processes in (1, 2):
         projection = Projection(kafka_bootstrap, f"shares-{processes}-{run}", PARTITIONS, topics)
         await projection.ensure_changelogs(kafka_bootstrap)
-        done[processes] = await projection.catch_up(kafka_bootstrap, processes)
+        done[processes] = await projection.catch_up(kafka_bootstrap, ShareProcess.start(processes - 1, "test", "INFO"))
         table = projection.table_of[topics["intake"]]
         changelogs[processes] = await _changelog(kafka_bootstrap, table.changelog_topic_name)
         held[processes] = dict(table.data.data)
@@ -250,5 +252,101 @@ async def test_the_pass_figures_are_not_taken_once_recovery_changed_a_row(kafka_
 
 async def test_a_share_that_fails_in_its_process_fails_the_pass() -> None:
     share = Share("127.0.0.1:1", {TopicPartition("nowhere", 0): 5}, {"nowhere": "nowhere-changelog"})
-    with pytest.raises(RuntimeError, match="first-pass process failed(.|\n)*KafkaConnectionError"):
-        await fold_in_process(share, "test", "INFO")
+    process = ShareProcess("test", "INFO")
+    try:
+        with pytest.raises(RuntimeError, match="first-pass process failed(.|\n)*KafkaConnectionError"):
+            await process.fold(share)
+    finally:
+        process.dismiss()
+
+
+async def test_share_processes_not_needed_exit(kafka_bootstrap: str) -> None:
+    """Started ahead of the pass: dismissed when the generation has passed already (a
+    restart), and when it has a share for fewer of them than started."""
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    await _publish(kafka_bootstrap, topics["intake"], _events(5))
+    projection = Projection(kafka_bootstrap, f"dismissed-{run}", PARTITIONS, topics)
+    await projection.ensure_changelogs(kafka_bootstrap)
+    spawned = ShareProcess.start(PARTITIONS + 1, "test", "INFO")  # more than the partitions
+    assert (await projection.catch_up(kafka_bootstrap, spawned)).events == 12  # 5 households, 5 residents, 2 erasures
+    again = ShareProcess.start(1, "test", "INFO")
+    assert await projection.catch_up(kafka_bootstrap, again) is None
+    for process in spawned + again:
+        assert process._process.exitcode == 0
+
+
+async def _publish_many(bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        sent = []
+        for i in range(n):
+            env = _envelope(f"resident-r{i}", 1, it.ResidentRegistered(resident_id=f"r{i}", household_id=f"h{i}",
+                                                                         community_id="c1", segment=1))
+            sent.append(await producer.send(topic, env.SerializeToString(), key=env.stream_id.encode()))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_a_worker_killed_mid_pass_takes_its_shares_with_it_and_commits_nothing(kafka_bootstrap: str,
+                                                                                      tmp_path: Path) -> None:
+    """kill -9 while the shares fold: the share's process dies too (it cannot write older rows
+    after a later pass's), no offset is committed, and the next start passes in full."""
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    n = 300_000
+    await _publish_many(kafka_bootstrap, topics["intake"], n)
+    env = {"KAFKA_BOOTSTRAP": kafka_bootstrap, "GANSHOU_TOKEN_SECRET": "kill-test-secret-0123456789abcdef",
+           "GRPC_HOST": "127.0.0.1", "METRICS_GENERATION": f"killed-{run}", "METRICS_PARTITIONS": str(PARTITIONS),
+           "METRICS_CATCH_UP_PROCESSES": "2", "METRICS_TOPIC_INTAKE": topics["intake"],
+           "METRICS_TOPIC_CASEWORK": topics["casework"], "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
+    group = f"ganshou-metrics-gkilled-{run}"
+
+    def start(log: str):
+        return spawn_module("ganshou_metrics", {**env, "GRPC_PORT": str(free_port()), "METRICS_PORT": str(free_port())},
+                            tmp_path / log, "worker")
+
+    first = start("first.log")
+    try:
+        async with asyncio.timeout(60):
+            while '"catch_up_started"' not in (log := (tmp_path / "first.log").read_text()):
+                assert first.poll() is None, log[-3000:]
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.7)  # both shares are folding
+        shares = [pid for pid in _children(first.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert shares and '"catch_up_done"' not in (tmp_path / "first.log").read_text()
+    finally:
+        kill(first)
+    async with asyncio.timeout(0.5):  # not left to fold the rest of its share (seconds)
+        while any(_alive(pid) for pid in shares):
+            await asyncio.sleep(0.05)
+    assert await _committed(kafka_bootstrap, group, topics["intake"]) == [None] * PARTITIONS
+
+    second = start("second.log")
+    try:
+        async with asyncio.timeout(120):
+            while '"catch_up_done"' not in (log := (tmp_path / "second.log").read_text()):
+                assert second.poll() is None, log[-3000:]
+                await asyncio.sleep(0.2)
+        done = json.loads(next(line for line in log.splitlines() if '"catch_up_done"' in line))
+        assert done["events"] == n and done["rows"] == n and done["processes"] == 2
+        ends = await _end_offsets(kafka_bootstrap, topics["intake"])
+        assert await _committed(kafka_bootstrap, group, topics["intake"]) == [ends[tp] for tp in sorted(ends)]
+    finally:
+        kill(second)

@@ -19,13 +19,26 @@ from ganshou_common import logs
 
 
 def worker() -> None:
+    catching_up = os.environ.get("METRICS_CATCH_UP", "1") != "0"  # 0: a new generation's first pass to faust
+    spawned = []
+    if catching_up:
+        from ganshou_common.config import env_int, usable_cpus
+        from ganshou_metrics.adapters.first_pass import ShareProcess
+
+        # The first pass runs in shares, a process a usable core, at most
+        # METRICS_CATCH_UP_PROCESSES: each holds its share of the rows besides an interpreter
+        # (~60 MB) until the pass ends. The other shares' processes start now, their start
+        # overlapping this one's imports; they exit at once when there is no pass to make.
+        processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
+        spawned = ShareProcess.start(processes - 1, "metrics-worker", os.environ.get("LOG_LEVEL", "INFO"))
+
     import faust
     import uvloop
     from mode import Service
     from prometheus_client import REGISTRY
 
     from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
-    from ganshou_common.config import env, env_int, usable_cpus
+    from ganshou_common.config import env, env_int
     from ganshou_common.grpc_scaffold.server import GrpcServer
     from ganshou_common.grpc_scaffold.settings import server_settings_from_env
     from ganshou_common.grpc_scaffold.tokens import verifier_from_env
@@ -55,11 +68,8 @@ def worker() -> None:
 
     projection.app.service(Api)
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
-    if os.environ.get("METRICS_CATCH_UP", "1") != "0":  # a new generation's first pass, outside faust
-        # A process a usable core, at most METRICS_CATCH_UP_PROCESSES: each holds its share
-        # of the rows besides an interpreter (~60 MB) until the pass ends.
-        processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
-        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), processes))
+    if catching_up:  # a new generation's first pass, outside faust
+        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), spawned))
     # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
     # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,7 +45,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs
-from ganshou_metrics.adapters.first_pass import Share, fold, fold_in_process
+from ganshou_metrics.adapters.first_pass import Share, ShareProcess, fold
 from ganshou_metrics.adapters.preloaded_store import preload
 from ganshou_metrics.adapters.row_codec import encode_key
 from ganshou_metrics.domain.projection import Figures
@@ -144,11 +144,20 @@ def _shares(bootstrap: str, ends: dict[TopicPartition, int], tables: Tables, pro
             for i in range(n)]
 
 
-async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int, processes: int = 1,
-                   service: str = "metrics-worker", level: str = "INFO") -> Pass | None:
+async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int,
+                   spawned: Sequence[ShareProcess] = ()) -> Pass | None:
     """Pass over the source topics when this generation has not started yet; None when it
-    has (faust goes on from its committed offsets). With `processes` > 1, the pass's shares
-    run in that many spawned processes (first_pass.py)."""
+    has (faust goes on from its committed offsets). The pass's first share is folded here,
+    the others in the `spawned` processes (first_pass.py), each dismissed once done."""
+    try:
+        return await _catch_up(bootstrap, group_id, tables, partitions, spawned)
+    finally:
+        for process in spawned:
+            process.dismiss()
+
+
+async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int,
+                    spawned: Sequence[ShareProcess]) -> Pass | None:
     tps = [TopicPartition(t, p) for t in tables.topics() for p in range(partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **client_kwargs())
@@ -162,7 +171,7 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
             return None  # another worker passed while this one waited for the lock
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
-        shares = _shares(bootstrap, ends, tables, processes)
+        shares = _shares(bootstrap, ends, tables, 1 + len(spawned))
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()), processes=len(shares))
         # The pass only adds objects, none in cycles; the collector's full passes over a
         # growing million rows doubled its time. Off for the pass; after it, the rows are
@@ -171,7 +180,7 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
         try:
             # The first share here (its rows need no copy back), the others in processes.
             folded = await asyncio.gather(*(fold(s) for s in shares[:1]),
-                                          *(fold_in_process(s, service, level) for s in shares[1:]))
+                                          *(p.fold(s) for p, s in zip(spawned, shares[1:])))
         finally:
             gc.freeze()
             gc.enable()

@@ -17,10 +17,9 @@ deployment runs one active worker (see docs/design.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import faust
@@ -36,6 +35,7 @@ from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
 from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
 from ganshou_metrics.adapters.changelog_writer import send_row
+from ganshou_metrics.adapters.first_pass import ShareProcess
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.preloaded_store import intact
@@ -224,11 +224,11 @@ class Projection:
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
-    async def catch_up(self, bootstrap: str, processes: int = 1) -> Pass | None:
-        """A new generation's first pass outside faust (catch_up.py), its rows preloaded and
-        its figures kept for when faust's recovery leaves the rows as they are."""
-        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions, processes,
-                              "metrics-worker", logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+    async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = ()) -> Pass | None:
+        """A new generation's first pass outside faust (catch_up.py; its other shares in the
+        `spawned` processes), its rows preloaded and its figures kept for when faust's
+        recovery leaves the rows as they are."""
+        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions, spawned)
         if done is not None:
             PROJECTED.labels("catch-up", "applied").inc(done.events)
             self._pass_figures = done.figures

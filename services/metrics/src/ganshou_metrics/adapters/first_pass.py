@@ -163,43 +163,72 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run(share: Share, conn, service: str, level: str) -> None:
+def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
     _die_with_parent()
+    if os.getppid() != worker_pid:  # the worker died before the line above took effect
+        os._exit(1)
     logs.configure(service, level)
     from ganshou_common.schemas import load_all_schemas
 
     load_all_schemas()
+    try:
+        share = shares.recv()
+    except EOFError:
+        share = None
+    if share is None:  # no share for this process: this generation has passed already
+        os._exit(0)
     gc.disable()  # the fold only adds objects, none in cycles (see catch_up.py)
     try:
         out = ("ok", asyncio.run(fold(share)))
     except BaseException:  # noqa: BLE001 - reported to the worker, which fails the pass
         out = ("failed", traceback.format_exc())
-    conn.send_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
-    conn.close()
+    results.send_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    results.close()
     sys.stdout.flush()
     # Nothing is left to release that the kernel does not; the interpreter's own teardown
     # of half a million rows took ~1 s, which the worker would wait for.
     os._exit(0)
 
 
-async def fold_in_process(share: Share, service: str, level: str) -> Folded:
-    """`fold` in a spawned process; its failure (or death) fails the pass."""
-    ctx = multiprocessing.get_context("spawn")
-    receiving, sending = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_run, args=(share, sending, service, level), daemon=True,
-                          name="ganshou-first-pass")
-    process.start()
-    sending.close()  # the child's end: a dead child then reads as EOF here
-    loop = asyncio.get_running_loop()
-    try:
-        data = await loop.run_in_executor(None, receiving.recv_bytes)
-    except EOFError:
-        await loop.run_in_executor(None, process.join)
-        raise RuntimeError(f"a first-pass process died (exit code {process.exitcode})") from None
-    finally:
-        receiving.close()
-    await loop.run_in_executor(None, process.join)
-    status, result = pickle.loads(data)
-    if status != "ok":
-        raise RuntimeError(f"a first-pass process failed:\n{result}")
-    return result
+class ShareProcess:
+    """A spawned process that folds one share. Started before the worker's own imports, so
+    its interpreter's start (~1.4 s) overlaps the worker's; then given a share, or told to
+    exit when the pass has none for it."""
+
+    def __init__(self, service: str, level: str):
+        ctx = multiprocessing.get_context("spawn")
+        shares, self._shares = ctx.Pipe(duplex=False)
+        self._results, results = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_serve, args=(shares, results, os.getpid(), service, level),
+                                    daemon=True, name="ganshou-first-pass")
+        self._process.start()
+        shares.close()  # the child's ends: a dead child then reads as EOF here
+        results.close()
+
+    @classmethod
+    def start(cls, n: int, service: str, level: str) -> list["ShareProcess"]:
+        return [cls(service, level) for _ in range(max(0, n))]
+
+    async def fold(self, share: Share) -> Folded:
+        """`fold(share)` in this process; its failure (or death) fails the pass."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._shares.send(share)
+            data = await loop.run_in_executor(None, self._results.recv_bytes)
+        except (EOFError, BrokenPipeError):
+            await loop.run_in_executor(None, self._process.join)
+            raise RuntimeError(f"a first-pass process died (exit code {self._process.exitcode})") from None
+        status, result = pickle.loads(data)
+        if status != "ok":
+            raise RuntimeError(f"a first-pass process failed:\n{result}")
+        return result
+
+    def dismiss(self) -> None:
+        """Told to exit if it has not folded (idempotent); reaped."""
+        try:
+            self._shares.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._shares.close()
+        self._results.close()
+        self._process.join(5)
