@@ -297,6 +297,15 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+async def _logged(proc, log: Path, event: str, timeout: float) -> str:
+    """The worker's log once it has logged `event` (its tail if it exits first)."""
+    async with asyncio.timeout(timeout):
+        while f'"{event}"' not in (text := log.read_text()):
+            assert proc.poll() is None, text[-3000:]
+            await asyncio.sleep(0.05)
+    return text
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
@@ -324,10 +333,7 @@ async def test_a_worker_killed_mid_pass_takes_its_shares_with_it_and_commits_not
 
     first = start("first.log")
     try:
-        async with asyncio.timeout(60):
-            while '"catch_up_started"' not in (log := (tmp_path / "first.log").read_text()):
-                assert first.poll() is None, log[-3000:]
-                await asyncio.sleep(0.05)
+        await _logged(first, tmp_path / "first.log", "catch_up_started", 60)
         await asyncio.sleep(0.7)  # both shares are folding
         shares = [pid for pid in _children(first.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert shares and '"catch_up_done"' not in (tmp_path / "first.log").read_text()
@@ -340,10 +346,7 @@ async def test_a_worker_killed_mid_pass_takes_its_shares_with_it_and_commits_not
 
     second = start("second.log")
     try:
-        async with asyncio.timeout(120):
-            while '"catch_up_done"' not in (log := (tmp_path / "second.log").read_text()):
-                assert second.poll() is None, log[-3000:]
-                await asyncio.sleep(0.2)
+        log = await _logged(second, tmp_path / "second.log", "catch_up_done", 120)
         done = json.loads(next(line for line in log.splitlines() if '"catch_up_done"' in line))
         assert done["events"] == n and done["rows"] == n and done["processes"] == 2
         ends = await _end_offsets(kafka_bootstrap, topics["intake"])
