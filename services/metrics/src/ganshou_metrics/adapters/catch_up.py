@@ -99,9 +99,16 @@ class Tables:
         return k, v
 
 
-async def _committed(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
-    consumer.assign(tps)
-    return {tp: await consumer.committed(tp) for tp in tps}
+async def _started(bootstrap: str, group_id: str, tps: list[TopicPartition]) -> bool:
+    """Whether any source partition has an offset committed by the group: one request (the
+    consumer's `committed` asks a partition at a time, 0.2–0.5 s for 18 of them here)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+    finally:
+        await admin.close()
+    return any(o.offset >= 0 for o in offsets.values())
 
 
 async def _lock(bootstrap: str, group_id: str) -> AIOKafkaConsumer:
@@ -164,10 +171,10 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
     await consumer.start()
     holder = None
     try:
-        if any(o is not None for o in (await _committed(consumer, tps)).values()):
+        if await _started(bootstrap, group_id, tps):
             return None
         holder = await _lock(bootstrap, group_id)
-        if any(o is not None for o in (await _committed(consumer, tps)).values()):
+        if await _started(bootstrap, group_id, tps):
             return None  # another worker passed while this one waited for the lock
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
