@@ -99,15 +99,10 @@ class Tables:
         return k, v
 
 
-async def _started(bootstrap: str, group_id: str, tps: list[TopicPartition]) -> bool:
+async def _started(admin: AIOKafkaAdminClient, group_id: str, tps: list[TopicPartition]) -> bool:
     """Whether any source partition has an offset committed by the group: one request (the
     consumer's `committed` asks a partition at a time, 0.2–0.5 s for 18 of them here)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
-    finally:
-        await admin.close()
+    offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
     return any(o.offset >= 0 for o in offsets.values())
 
 
@@ -168,13 +163,15 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
     tps = [TopicPartition(t, p) for t in tables.topics() for p in range(partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **client_kwargs())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await consumer.start()
+    await admin.start()
     holder = None
     try:
-        if await _started(bootstrap, group_id, tps):
+        if await _started(admin, group_id, tps):
             return None
         holder = await _lock(bootstrap, group_id)
-        if await _started(bootstrap, group_id, tps):
+        if await _started(admin, group_id, tps):
             return None  # another worker passed while this one waited for the lock
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
@@ -222,4 +219,5 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
     finally:
         if holder is not None:
             await holder.stop()
+        await admin.close()
         await consumer.stop()

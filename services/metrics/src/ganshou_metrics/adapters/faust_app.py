@@ -100,7 +100,7 @@ class Projection:
             self.tables[service] = table
             self.table_of[name] = table
             self.app.agent(topic, name=f"project-{service}")(self._agent(service, name, table))
-        self._rows = Tables(self.table_of)  # how a row's changelog message is serialised
+        self._rows = Tables(self.table_of)  # how a row's changelog message is serialised; the first pass's tables
         # Not on_rebalance_complete too: faust ends every recovery with the tables' on_recover
         # callbacks, after its store has dropped revoked partitions' rows; a second pass over
         # a million rows cost 8 s.
@@ -228,7 +228,7 @@ class Projection:
         """A new generation's first pass outside faust (catch_up.py; its other shares in the
         `spawned` processes), its rows preloaded and its figures kept for when faust's
         recovery leaves the rows as they are."""
-        done = await catch_up(bootstrap, self.app.conf.id, Tables(self.table_of), self.partitions, spawned)
+        done = await catch_up(bootstrap, self.app.conf.id, self._rows, self.partitions, spawned)
         if done is not None:
             PROJECTED.labels("catch-up", "applied").inc(done.events)
             self._pass_figures = done.figures
