@@ -13,6 +13,7 @@ from ganshou.casework.v1 import events_pb2 as cw
 from ganshou.common.v1 import envelope_pb2, types_pb2 as t
 from ganshou.intake.v1 import events_pb2 as it
 from ganshou.partner_resource.v1 import events_pb2 as pr
+from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -150,3 +151,20 @@ def test_figures_from_rows_equal_figures_kept_incrementally(rnd) -> None:
     live, rows = project(interleaved)
     assert Figures.from_rows(rows.values()).snapshot(now=NOW) == live.snapshot(now=NOW)
     assert live.snapshot(now=NOW) == project(events)[0].snapshot(now=NOW)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_figures_of_distinct_rows_counted_equal_figures_of_every_row(rnd) -> None:
+    """A recompute decodes each distinct row once with how many streams hold it
+    (row_codec.counted_rows): the same figures and events as every row one by one."""
+    _, rows = project(town())
+    held = [encode_row(r) for r in rows.values()]
+    held = held + rnd.sample(held, len(held) // 2) + [None, b""]  # repeated rows; empty slots
+    rnd.shuffle(held)
+    counted = list(counted_rows(held))
+    assert len(counted) < len(held) - 2  # the town's rows do repeat
+    once = Figures.from_counted(counted)
+    each = Figures.from_rows(decode_row(v) for v in held if v)
+    assert once.snapshot(now=NOW) == each.snapshot(now=NOW)
+    assert once.events == each.events == sum(decode_row(v)["v"] for v in held if v)

@@ -21,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import chain
 
 import faust
 from aiokafka.errors import KafkaError
@@ -41,7 +42,7 @@ from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.preloaded_store import intact
 from ganshou_metrics.adapters.prompt_fetch import App
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
-from ganshou_metrics.adapters.row_codec import decode_row, encode_row
+from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
@@ -273,16 +274,14 @@ class Projection:
             self.changed.set()
             log.info("figures_from_first_pass", events=figures.events)
             return
-        streams = 0
+        streams = distinct = 0
 
-        def rows():
-            nonlocal streams
-            for table in self.tables.values():
-                for value in table.values():
-                    if value:
-                        streams += 1
-                        yield decode_row(value)
+        def counted():  # the decoded rows one at a time: a list would hold a million at once
+            nonlocal streams, distinct
+            for row, n in counted_rows(chain.from_iterable(table.values() for table in self.tables.values())):
+                streams, distinct = streams + n, distinct + 1
+                yield row, n
 
-        self.figures = Figures.from_rows(rows())
+        self.figures = Figures.from_counted(counted())
         self.changed.set()
-        log.info("figures_recomputed", streams=streams)
+        log.info("figures_recomputed", streams=streams, distinct_rows=distinct)

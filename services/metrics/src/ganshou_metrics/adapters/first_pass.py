@@ -20,7 +20,9 @@ import os
 import pickle
 import signal
 import sys
+import time
 import traceback
+from itertools import chain
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,7 +32,7 @@ from ganshou_common import logs
 from ganshou_common.consumer import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
-from ganshou_metrics.adapters.row_codec import decode_row, encode_key, encode_row
+from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_key, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics.first_pass")
@@ -58,7 +60,7 @@ class Folded:
 
 async def fold(share: Share) -> Folded:
     """Read, fold and write the share; its rows acknowledged by the broker (acks=all)."""
-    done = Folded(stop=dict(share.ends))
+    done, clock = Folded(stop=dict(share.ends)), time.monotonic()
     consumer = AIOKafkaConsumer(bootstrap_servers=share.bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
                                 **client_kwargs())
@@ -67,6 +69,7 @@ async def fold(share: Share) -> Folded:
         await _read(consumer, share.ends, done)
     finally:
         await consumer.stop()
+    read = time.monotonic()
     producer = AIOKafkaProducer(bootstrap_servers=share.bootstrap, acks="all",  # under the broker's 1 MiB
                                 max_batch_size=512 * 1024, **client_kwargs())
     await producer.start()
@@ -74,7 +77,10 @@ async def fold(share: Share) -> Folded:
         done.last_offsets = await _write(producer, share.changelogs, done.rows, done.where)
     finally:
         await producer.stop()
-    done.figures = Figures.from_rows(decode_row(v) for rows in done.rows.values() for v in rows.values())
+    written = time.monotonic()
+    done.figures = Figures.from_counted(counted_rows(chain.from_iterable(t.values() for t in done.rows.values())))
+    log.info("catch_up_share_done", events=done.events, read_s=round(read - clock, 1),
+             write_s=round(written - read, 1), figures_s=round(time.monotonic() - written, 1))
     return done
 
 

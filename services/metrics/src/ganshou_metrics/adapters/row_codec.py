@@ -8,6 +8,9 @@ alike. orjson: the stdlib encoder was a fifth of a rebuild's first pass.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
 import orjson
 
 from ganshou_metrics.domain.projection import Row
@@ -26,3 +29,14 @@ def decode_row(data: bytes | None) -> Row | None:
 def encode_key(key: str) -> bytes:
     """A table key as faust's json codec writes it."""
     return orjson.dumps(key)
+
+
+def counted_rows(values: Iterable[bytes | None]) -> Iterator[tuple[Row, int]]:
+    """Each distinct row once, decoded, with how many of `values` hold it: the figures of
+    a million rows from their distinct ones (Figures.from_counted). Counted by their bytes
+    in C; a row is decoded once, not once a stream."""
+    counts = Counter(values)
+    counts.pop(None, None)
+    counts.pop(b"", None)
+    for value, n in counts.items():
+        yield orjson.loads(value), n

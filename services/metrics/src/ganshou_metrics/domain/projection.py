@@ -333,6 +333,7 @@ class Figures:
         self.events = 0
 
     def add(self, fs: Iterable[Fact], sign: int = 1) -> None:
+        """Add the facts `sign` times (negative: take them away)."""
         for metric, c, seg, ch, extra, value in fs:
             if value:
                 bucket = self.sums.setdefault(metric, {})
@@ -350,10 +351,17 @@ class Figures:
     @classmethod
     def from_rows(cls, rows: Iterable[Row]) -> "Figures":
         """The figures of these rows; `events`, the events they applied (each row's version)."""
+        return cls.from_counted((row, 1) for row in rows)
+
+    @classmethod
+    def from_counted(cls, counted: Iterable[tuple[Row, int]]) -> "Figures":
+        """The figures of rows given once with how many rows are equal to each: a town's rows
+        repeat (a resident's holds its community and segment, no id), and their facts are
+        the row's alone."""
         f = cls()
-        for row in rows:
-            f.add(facts(row))
-            f.events += row["v"]
+        for row, n in counted:
+            f.add(facts(row), n)
+            f.events += row["v"] * n
         return f
 
     def absorb(self, other: "Figures") -> None:
