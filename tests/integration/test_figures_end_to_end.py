@@ -219,9 +219,11 @@ async def test_figures_end_to_end(system) -> None:
     await asyncio.sleep(3)
     assert await figures(system, c) == before
 
-    # A metrics worker killed and restarted recovers every figure from its changelogs.
+    # A metrics worker killed and restarted recovers every figure from its changelogs, read
+    # back before faust starts (reload.py), not through faust's recovery.
     await system.restart("metrics")
     await eventually(lambda: _same(system, c, before))
+    assert '"changelogs_reloaded"' in (system.logs / "metrics.log").read_text()
 
     # A rebuild: a new generation projects the topics from the beginning, beside the live one.
     system.add_proc("metrics-rebuild", "ganshou_metrics", "worker", system.metrics_env(f"rebuild-{rid()[:6]}"), True)

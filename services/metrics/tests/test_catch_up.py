@@ -1,7 +1,8 @@
 """A new generation's first pass outside faust, against the real broker: the rows it writes
 to the changelogs are the rows one event at a time gives, a refused event stops its
-partition there (left to faust), offsets are committed only after, and only one pass runs;
-shares in processes of their own do the same, and bring the rows' figures."""
+partition there (left to faust), offsets are committed only after, and only one pass runs
+(a worker of a started generation reads the rows back instead); shares in processes of
+their own do the same, and bring the rows' figures."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
 from ganshou_common.testing.procs import free_port, kill, spawn_module
-from ganshou_metrics.adapters.catch_up import Tables, _holds, _lock
+from ganshou_metrics.adapters.catch_up import Pass, Tables, _holds, _lock
 from ganshou_metrics.adapters.faust_app import Projection
 from ganshou_metrics.adapters.first_pass import Share, ShareProcess
+from ganshou_metrics.adapters.reload import Reloaded
 from ganshou_metrics.adapters.row_codec import decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
@@ -153,8 +155,15 @@ async def test_the_rows_are_those_one_event_at_a_time_gives_and_a_refused_event_
         [ends[p] - 1 for p in range(PARTITIONS)]
     committed = await _committed(kafka_bootstrap, projection.app.conf.id, topics["intake"])
     assert committed[1] == poison_at and None not in committed
-    # The generation has started: another pass does nothing.
-    assert await projection.catch_up(kafka_bootstrap) is None
+    # The generation has started: another start (a restart) passes nothing and reads the
+    # rows back from the changelogs instead (reload.py), faust's recovery to go on after them.
+    again = Projection(kafka_bootstrap, f"catch-up-{run}", PARTITIONS, topics)
+    reloaded = await again.catch_up(kafka_bootstrap)
+    assert isinstance(reloaded, Reloaded) and reloaded.rows == len(expected)
+    assert again.table_of[topics["intake"]].data.data == table.data.data
+    assert [again.table_of[topics["intake"]].persisted_offset(TopicPartition(table.changelog_topic_name, p))
+            for p in range(PARTITIONS)] == [ends[p] - 1 for p in range(PARTITIONS)]
+    assert await _committed(kafka_bootstrap, projection.app.conf.id, topics["intake"]) == committed
 
 
 def test_rows_are_serialised_as_faust_serialises_them() -> None:
@@ -179,8 +188,9 @@ async def test_only_one_pass_runs_for_a_generation(kafka_bootstrap: str) -> None
 
     done = await asyncio.gather(a.catch_up(kafka_bootstrap), b.catch_up(kafka_bootstrap))
 
-    assert sorted(d is None for d in done) == [False, True]
-    assert next(d for d in done if d).events == 500  # 200 households, 200 residents, 100 erasures
+    assert sorted(isinstance(d, Reloaded) for d in done) == [False, True]
+    assert next(d for d in done if isinstance(d, Pass)).events == 500  # 200 households, 200 residents, 100 erasures
+    assert next(d for d in done if isinstance(d, Reloaded)).rows == 400  # the pass's rows, read back
 
 
 async def test_the_lock_stays_with_its_holder_while_another_waits(kafka_bootstrap: str) -> None:
@@ -271,7 +281,7 @@ async def test_share_processes_not_needed_exit(kafka_bootstrap: str) -> None:
     spawned = ShareProcess.start(PARTITIONS + 1, "test", "INFO")  # more than the partitions
     assert (await projection.catch_up(kafka_bootstrap, spawned)).events == 12  # 5 households, 5 residents, 2 erasures
     again = ShareProcess.start(1, "test", "INFO")
-    assert await projection.catch_up(kafka_bootstrap, again) is None
+    assert isinstance(await projection.catch_up(kafka_bootstrap, again), Reloaded)
     for process in spawned + again:
         assert process._process.exitcode == 0
 

@@ -2,11 +2,13 @@
 over gRPC and the figures on /metrics, in one process.
 
     python -m ganshou_metrics worker     (KAFKA_BOOTSTRAP, GRPC_PORT, METRICS_PORT, METRICS_GENERATION,
-                                          METRICS_CATCH_UP=0 to leave a new generation's first pass to faust,
+                                          METRICS_CATCH_UP=0 to leave a new generation's first pass
+                                          and a restart's reading of the changelogs to faust,
                                           METRICS_CATCH_UP_PROCESSES: its processes at most, default 2,
                                           one a usable core)
 
-A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py).
+A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py);
+a started one reads its rows back from its changelogs outside faust (adapters/reload.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ganshou_common import logs
 
 
 def worker() -> None:
-    catching_up = os.environ.get("METRICS_CATCH_UP", "1") != "0"  # 0: a new generation's first pass to faust
+    catching_up = os.environ.get("METRICS_CATCH_UP", "1") != "0"  # 0: the first pass and the reload to faust
     spawned = []
     if catching_up:
         from ganshou_common.config import env_int, usable_cpus
@@ -68,7 +70,7 @@ def worker() -> None:
 
     projection.app.service(Api)
     asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
-    if catching_up:  # a new generation's first pass, outside faust
+    if catching_up:  # a new generation's first pass, or a started one's rows read back, outside faust
         asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), spawned))
     # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
     # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).

@@ -42,6 +42,7 @@ from ganshou_metrics.adapters.preloaded_store import NAME as PRELOADED
 from ganshou_metrics.adapters.preloaded_store import intact
 from ganshou_metrics.adapters.prompt_fetch import App
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
+from ganshou_metrics.adapters.reload import Reloaded, reload
 from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
@@ -225,14 +226,16 @@ class Projection:
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
-    async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = ()) -> Pass | None:
+    async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = ()) -> Pass | Reloaded:
         """A new generation's first pass outside faust (catch_up.py; its other shares in the
         `spawned` processes), its rows preloaded and its figures kept for when faust's
-        recovery leaves the rows as they are."""
+        recovery leaves the rows as they are; a started generation's rows read back from its
+        changelogs (reload.py)."""
         done = await catch_up(bootstrap, self.app.conf.id, self._rows, self.partitions, spawned)
-        if done is not None:
-            PROJECTED.labels("catch-up", "applied").inc(done.events)
-            self._pass_figures = done.figures
+        if done is None:
+            return await reload(bootstrap, self._rows, self.partitions)
+        PROJECTED.labels("catch-up", "applied").inc(done.events)
+        self._pass_figures = done.figures
         return done
 
     async def ensure_changelogs(self, bootstrap: str) -> None:
