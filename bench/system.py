@@ -383,6 +383,19 @@ async def main() -> None:
                                           "raw_consumer_events_per_s": raw,
                                           "share_of_raw": n / timed["seconds_from_spawn"] / raw}
                 r["metrics_worker_memory"] = {"events": n, **rss_mb(system.procs["mem"].popen.pid)}
+                # A restart of that worker (kill -9, started again) until it serves the million again:
+                # its rows read back from the changelogs before faust starts (reload.py), against
+                # faust's own recovery of them (METRICS_CATCH_UP=0).
+                r["restart"] = {"rows": n}
+                for key, extra in (("reloaded", {}), ("faust_recovery", {"METRICS_CATCH_UP": "0"})):
+                    system.kill("mem")
+                    system.procs["mem"].env.update(extra)
+                    started = time.perf_counter()
+                    system.spawn("mem")
+                    await system.wait_ready("mem", 60 if tiny else 1800)
+                    await wait_projected(system, "mem", n, 60 if tiny else 1800)
+                    r["restart"][f"{key}_seconds"] = time.perf_counter() - started
+                    r["restart"][f"{key}_rss_mb"] = rss_mb(system.procs["mem"].popen.pid)["rss_mb"]
                 system.kill("mem")
                 # Profiled apart, by another generation on the same topics: py-spy stops the process at
                 # each sample and takes a core's share, which slowed the timed rebuild.
