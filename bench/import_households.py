@@ -41,6 +41,7 @@ from ganshou_common.migrate import migrate  # noqa: E402
 from ganshou_common.pii import MasterKey  # noqa: E402
 from ganshou_common.testing.fixtures import fresh_database  # noqa: E402
 from ganshou_intake.adapters.read_models import SQL_DIR  # noqa: E402
+from ganshou_cli.importing import ROWS_PER_MESSAGE  # noqa: E402
 from ganshou_intake.app.bulk_import import CHUNK  # noqa: E402
 
 PG_PORT = int(os.environ.get("PG_PORT", "25432"))
@@ -54,14 +55,20 @@ def household(n: int) -> api.RegisterHouseholdRequest:
         residents=[api.ResidentInput(name=f"居民{n}", phone=f"138{n % 10**8:08d}", segment=t.SEGMENT_LOCAL)])
 
 
-async def client(port: int, n: int) -> None:
+async def client(port: int, n: int, per_message: int) -> None:
     """The importing app, in a process of its own (as a real one is): the rows serialised
-    before the clock starts (the app's own work, not the server's), then streamed; prints the
-    seconds from its first row to the server's answer."""
+    before the clock starts (the app's own work, not the server's), `per_message` to a
+    message (one in the message's own fields, or in bulk as the CLI sends them), then
+    streamed; prints the seconds from its first row to the server's answer."""
     md = (("authorization", "Bearer " + mint_token(SECRET, "bench", Role.TOWN_ADMIN)),)
     request_id = uuid.uuid4().hex
-    rows = [api.ImportHouseholdsRequest(request_id=request_id, row_number=i + 1, household=household(i))
-            .SerializeToString() for i in range(n)]
+    if per_message == 1:
+        rows = [api.ImportHouseholdsRequest(request_id=request_id, row_number=i + 1, household=household(i))
+                .SerializeToString() for i in range(n)]
+    else:
+        rows = [api.ImportHouseholdsRequest(request_id=request_id, rows=[
+            api.ImportRow(row_number=i + 1, household=household(i)) for i in range(start, min(n, start + per_message))])
+            .SerializeToString() for start in range(0, n, per_message)]
 
     async def stream():
         for row in rows:
@@ -83,7 +90,7 @@ def postgres_cpu_s() -> float:
     return sum(cpu_seconds({"postgresql": postgres_pids(RUN)}).values())
 
 
-async def bench_import(dsn: str, n: int) -> dict[str, float]:
+async def bench_import(dsn: str, n: int, per_message: int) -> dict[str, float]:
     os.environ.update(GANSHOU_TOKEN_SECRET=SECRET, GRPC_PORT="0", GRPC_HOST="127.0.0.1")
     from ganshou_intake.app.bootstrap import Settings, bootstrap
 
@@ -96,6 +103,7 @@ async def bench_import(dsn: str, n: int) -> dict[str, float]:
                 request_id="c", community_id="c-bench", name="bench", kind=ev.COMMUNITY_KIND_VILLAGE), metadata=md)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", str(server.port), "--households", str(n),
+            "--rows-per-message", str(per_message),
             stdout=asyncio.subprocess.PIPE)
         cpu0, pg0 = resource.getrusage(resource.RUSAGE_SELF), postgres_cpu_s()
         out, _ = await proc.communicate()
@@ -174,13 +182,18 @@ async def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "import_households.json")
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--rows-per-message", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        return await client(args.client, args.households)
+        return await client(args.client, args.households, args.rows_per_message)
     n = 200 if args.tiny else args.households
+    # Rows by the hundred a message, as the CLI sends them; then a row a message, as before.
     async with fresh_database(PG_PORT) as dsn:
         await migrate(dsn, [SQL_DIR])
-        ganshou = await bench_import(dsn, n)
+        ganshou = await bench_import(dsn, n, ROWS_PER_MESSAGE)
+    async with fresh_database(PG_PORT) as dsn:
+        await migrate(dsn, [SQL_DIR])
+        one_a_message = await bench_import(dsn, n, 1)
     async with fresh_database(PG_PORT) as dsn:
         await migrate(dsn, [SQL_DIR])
         same_rows = await bench_plain_same_rows(dsn, n)
@@ -189,7 +202,8 @@ async def main() -> None:
     result = {"machine": describe(), "households": n, "import_events_per_s": ganshou["events_per_s"],
               "plain_asyncpg_same_rows_events_per_s": same_rows, "ratio_vs_plain_same_rows": ganshou["events_per_s"] / same_rows,
               "plain_asyncpg_copy_events_per_s": copy, "ratio_vs_plain_copy": ganshou["events_per_s"] / copy,
-              "cpu_s_per_million_events": ganshou["cpu_s_per_million_events"]}
+              "cpu_s_per_million_events": ganshou["cpu_s_per_million_events"], "rows_per_message": ROWS_PER_MESSAGE,
+              "one_row_a_message": {**one_a_message, "ratio_vs_plain_same_rows": one_a_message["events_per_s"] / same_rows}}
     text = json.dumps(result, indent=2, default=lambda x: round(x, 2))
     print(text)
     if not args.tiny:

@@ -78,3 +78,27 @@ async def test_every_message_carries_the_same_request_id() -> None:
         await import_households(importer, WHO, "cid", mixed(), chunk_size=2)
     assert [v.field for v in err.value.violations] == ["request_id"]
     assert importer.running == 0
+
+
+async def test_rows_in_bulk_are_the_rows_one_a_message() -> None:
+    async def in_bulk(n: int, per_message: int):
+        households = [r async for r in rows(n)]
+        yield households[0]  # a row of its own first, then rows in bulk
+        for i in range(1, n, per_message):
+            yield api.ImportHouseholdsRequest(request_id="imp-1", rows=[
+                api.ImportRow(row_number=r.row_number, household=r.household) for r in households[i:i + per_message]])
+
+    one, bulk = Importer(), Importer()
+    expected = await import_households(one, WHO, "cid", rows(23), chunk_size=4)
+    got = await import_households(bulk, WHO, "cid", in_bulk(23, 5), chunk_size=4)
+    assert got == expected and list(got.household_ids) == [str(n) for n in range(1, 24)]
+    assert sorted(bulk.started) == sorted(one.started)  # the same chunks
+
+
+async def test_a_message_without_rows_is_a_row_to_report() -> None:
+    async def empty():
+        yield api.ImportHouseholdsRequest(request_id="imp-1", row_number=1)
+
+    importer = Importer()
+    assert (await import_households(importer, WHO, "cid", empty())).households_imported == 1
+    assert importer.started == [1]  # handed on as a row (the service rejects its empty household)

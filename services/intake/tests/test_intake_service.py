@@ -300,7 +300,8 @@ async def test_import_keeps_good_rows_reports_bad_and_is_idempotent(intake, comm
 
 async def test_an_import_of_several_chunks_in_flight_keeps_the_rows_order_and_is_idempotent(intake, community_id) -> None:
     # 2,150 rows are three chunks, written concurrently: the ids still come back in the
-    # rows' order, bad rows in any chunk are reported, and a retry adds nothing.
+    # rows' order, bad rows in any chunk are reported, and a retry adds nothing, whether it
+    # sends a row a message or rows in bulk.
     assert 2 * CHUNK < 2150 <= 3 * CHUNK
     await setup_community(intake, community_id)
     request_id, bad = rid(), {7, 1640, 2149}
@@ -314,11 +315,21 @@ async def test_an_import_of_several_chunks_in_flight_keeps_the_rows_order_and_is
         for r in rows:
             yield r
 
+    async def send_in_bulk():  # the same rows, by the hundred in a message (the first message also one of its own)
+        yield rows[0]
+        for i in range(1, len(rows), 100):
+            yield api.ImportHouseholdsRequest(request_id=request_id, rows=[
+                api.ImportRow(row_number=r.row_number, household=r.household) for r in rows[i:i + 100]])
+
     result = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
     assert result.households_imported == 2147
     assert sorted(r.row_number for r in result.rejected) == sorted(bad)
     again = await intake.stub.ImportHouseholds(send(), metadata=intake.admin())
     assert again.household_ids == result.household_ids
+    in_bulk = await intake.stub.ImportHouseholds(send_in_bulk(), metadata=intake.admin())
+    assert in_bulk.household_ids == result.household_ids  # the same import: nothing added
+    assert sorted((r.row_number, r.field) for r in in_bulk.rejected) == \
+        sorted((r.row_number, r.field) for r in result.rejected)
     conn = await asyncpg.connect(intake.dsn)
     assert await conn.fetchval("SELECT count(*) FROM households") == 2147
     first = await intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=result.household_ids[0],

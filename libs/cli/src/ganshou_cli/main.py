@@ -176,7 +176,7 @@ def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
                 task = progress.add_task("importing households", total=len(parsed.households))
 
                 async def stream():
-                    for r in requests(parsed, request_id, lambda: progress.advance(task)):
+                    for r in requests(parsed, request_id, lambda n: progress.advance(task, n)):
                         yield r
 
                 return await clients.intake.ImportHouseholds(stream(), metadata=clients.metadata)

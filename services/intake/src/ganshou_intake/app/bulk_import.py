@@ -1,5 +1,6 @@
-"""ImportHouseholds' stream: rows gathered into chunks, each chunk its own transaction
-(IntakeApp.import_chunk), a few chunks in flight at once.
+"""ImportHouseholds' stream: rows (one a message, or many in a message's `rows`) gathered
+into chunks, each chunk its own transaction (IntakeApp.import_chunk), a few chunks in flight
+at once.
 
 One chunk at a time left a core idle: while PostgreSQL wrote a chunk, the server waited,
 and while the server sealed and built the next, PostgreSQL did. The chunks are independent
@@ -45,12 +46,13 @@ async def import_households(app: ChunkImporter, who: Principal, cid: str,
             if not msg.request_id or (request_id and msg.request_id != request_id):
                 raise InvalidArgument.field("request_id", "required, and the same on every message of one import")
             request_id = msg.request_id
-            chunk.append((msg.row_number or len(chunk) + 1, msg.household))
-            if len(chunk) >= chunk_size:
-                launch()
-                chunk = []
-                if len(pending) >= in_flight:
-                    _merge(total, await pending.popleft())
+            for number, household in _rows(msg):
+                chunk.append((number or len(chunk) + 1, household))
+                if len(chunk) >= chunk_size:
+                    launch()
+                    chunk = []
+                    if len(pending) >= in_flight:
+                        _merge(total, await pending.popleft())
         if chunk:
             launch()
         while pending:
@@ -60,6 +62,13 @@ async def import_households(app: ChunkImporter, who: Principal, cid: str,
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     return total
+
+
+def _rows(msg: api.ImportHouseholdsRequest) -> list[tuple[int, api.RegisterHouseholdRequest]]:
+    """A message's rows: its own household (also when it carries nothing, which the import
+    then reports as a rejected row), then those in bulk."""
+    own = [(msg.row_number, msg.household)] if msg.HasField("household") or not msg.rows else []
+    return own + [(r.row_number, r.household) for r in msg.rows]
 
 
 def _merge(total: api.ImportHouseholdsResponse, part: api.ImportHouseholdsResponse) -> None:

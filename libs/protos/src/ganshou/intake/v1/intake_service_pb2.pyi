@@ -875,6 +875,7 @@ class ImportHouseholdsRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ROW_NUMBER_FIELD_NUMBER: _builtins.int
     HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Every message of one import carries the same request_id; a retried import of the
     same rows with the same request_id adds nothing.
@@ -883,20 +884,52 @@ class ImportHouseholdsRequest(_message.Message):
     """1-based, as in the client's file, for the report."""
     @_builtins.property
     def household(self) -> Global___RegisterHouseholdRequest: ...
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRow]:
+        """Many rows in one message (after `household`, if both are set), in the file's order: a
+        message read costs the server about as much as importing its household, so large
+        imports send rows by the hundred.
+        """
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         row_number: _builtins.int = ...,
         household: Global___RegisterHouseholdRequest | None = ...,
+        rows: _abc.Iterable[Global___ImportRow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["household", b"household"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "request_id", b"request_id", "row_number", b"row_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "request_id", b"request_id", "row_number", b"row_number", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportHouseholdsRequest: _TypeAlias = ImportHouseholdsRequest  # noqa: Y015
+
+@_typing.final
+class ImportRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_NUMBER_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    row_number: _builtins.int
+    """1-based, as in the client's file, for the report."""
+    @_builtins.property
+    def household(self) -> Global___RegisterHouseholdRequest: ...
+    def __init__(
+        self,
+        *,
+        row_number: _builtins.int = ...,
+        household: Global___RegisterHouseholdRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["household", b"household"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "row_number", b"row_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRow: _TypeAlias = ImportRow  # noqa: Y015
 
 @_typing.final
 class ImportRowRejected(_message.Message):
