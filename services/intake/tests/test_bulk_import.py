@@ -102,3 +102,23 @@ async def test_a_message_without_rows_is_a_row_to_report() -> None:
     importer = Importer()
     assert (await import_households(importer, WHO, "cid", empty())).households_imported == 1
     assert importer.started == [1]  # handed on as a row (the service rejects its empty household)
+
+
+async def test_a_row_number_sent_twice_or_below_one_is_rejected_and_unnumbered_rows_follow_on() -> None:
+    """A row's ids derive from the import's request id and its number: a number used twice
+    would make two rows one (or fail their chunk), so the second is rejected."""
+    def row(number: int = 0) -> api.ImportRow:
+        return api.ImportRow(row_number=number, household=api.RegisterHouseholdRequest(community_id="c1"))
+
+    async def messages():
+        yield api.ImportHouseholdsRequest(request_id="imp-1", row_number=1,
+                                          household=api.RegisterHouseholdRequest(community_id="c1"),
+                                          rows=[row(1), row(2), row(-3)])
+        yield api.ImportHouseholdsRequest(request_id="imp-1", rows=[row(), row(2), row()])
+
+    importer = Importer()
+    result = await import_households(importer, WHO, "cid", messages(), chunk_size=2)
+    assert list(result.household_ids) == ["1", "2", "3", "4"]  # the unnumbered rows: 3 and 4
+    assert sorted((r.row_number, r.field, r.reason) for r in result.rejected) == [
+        (-3, "row_number", "must be 1 or more"), (1, "row_number", "repeated: each row of an import needs its own"),
+        (2, "row_number", "repeated: each row of an import needs its own")]

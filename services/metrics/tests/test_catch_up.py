@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -363,3 +364,56 @@ async def test_a_worker_killed_mid_pass_takes_its_shares_with_it_and_commits_not
         assert await _committed(kafka_bootstrap, group, topics["intake"]) == [ends[tp] for tp in sorted(ends)]
     finally:
         kill(second)
+
+
+async def _projected(port: int, secret: str) -> int:
+    import grpc
+
+    from ganshou.metrics.v1 import metrics_service_pb2 as mapi
+    from ganshou.metrics.v1 import metrics_service_pb2_grpc as mrpc
+    from ganshou_common.grpc_scaffold.auth import Role, mint_token
+
+    md = (("authorization", "Bearer " + mint_token(secret, "test", Role.TOWN_ADMIN)),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = await mrpc.MetricsServiceStub(channel).GetFigures(mapi.GetFiguresRequest(), metadata=md, timeout=5)
+            return reply.events_projected
+    except grpc.aio.AioRpcError:
+        return -1  # not serving yet
+
+
+async def test_a_worker_that_reloaded_holds_every_row_once_the_other_worker_leaves(kafka_bootstrap: str,
+                                                                                   tmp_path: Path) -> None:
+    """A rolling update: a second worker of a started generation reads every row back, is
+    given some partitions while the first still runs, then all of them once it leaves; the
+    partitions it was not given at first are recovered in full, not after the offsets it had
+    read back (their rows were dropped meanwhile)."""
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    events = _events(300)
+    await _publish(kafka_bootstrap, topics["intake"], events)
+    secret = "reload-test-secret-0123456789abcdef"
+    env = {"KAFKA_BOOTSTRAP": kafka_bootstrap, "GANSHOU_TOKEN_SECRET": secret, "GRPC_HOST": "127.0.0.1",
+           "METRICS_GENERATION": f"rolling-{run}", "METRICS_PARTITIONS": str(PARTITIONS),
+           "METRICS_TOPIC_INTAKE": topics["intake"], "METRICS_TOPIC_CASEWORK": topics["casework"],
+           "METRICS_TOPIC_PARTNER_RESOURCE": topics["partner-resource"]}
+    ports = [free_port(), free_port()]
+    workers = [spawn_module("ganshou_metrics", {**env, "GRPC_PORT": str(ports[0]), "METRICS_PORT": str(free_port())},
+                            tmp_path / "w0.log", "worker")]
+    try:
+        async with asyncio.timeout(90):
+            while await _projected(ports[0], secret) != len(events):
+                await asyncio.sleep(0.3)
+        workers.append(spawn_module("ganshou_metrics", {**env, "GRPC_PORT": str(ports[1]),
+                                                        "METRICS_PORT": str(free_port())}, tmp_path / "w1.log", "worker"))
+        await _logged(workers[1], tmp_path / "w1.log", "changelogs_reloaded", 60)
+        async with asyncio.timeout(90):  # serving its share of the partitions beside the first
+            while not 0 < await _projected(ports[1], secret) < len(events):
+                await asyncio.sleep(0.3)
+        kill(workers[0], signal.SIGTERM)  # leaves the group: the second is given every partition
+        async with asyncio.timeout(90):
+            while await _projected(ports[1], secret) != len(events):
+                await asyncio.sleep(0.3)
+    finally:
+        for worker in workers:
+            kill(worker)

@@ -37,6 +37,8 @@ async def import_households(app: ChunkImporter, who: Principal, cid: str,
     total = api.ImportHouseholdsResponse()
     pending: deque[asyncio.Task[api.ImportHouseholdsResponse]] = deque()
     request_id, chunk = "", []
+    seen: set[int] = set()  # row numbers: a row's ids derive from the import's request id and its number
+    highest = 0
 
     def launch() -> None:
         pending.append(asyncio.create_task(app.import_chunk(who, cid, request_id, chunk)))
@@ -47,7 +49,15 @@ async def import_households(app: ChunkImporter, who: Principal, cid: str,
                 raise InvalidArgument.field("request_id", "required, and the same on every message of one import")
             request_id = msg.request_id
             for number, household in _rows(msg):
-                chunk.append((number or len(chunk) + 1, household))
+                number = number or highest + 1  # an unnumbered row: the next number
+                if number < 1 or number in seen:
+                    total.rejected.append(api.ImportRowRejected(
+                        row_number=number, field="row_number",
+                        reason="must be 1 or more" if number < 1 else "repeated: each row of an import needs its own"))
+                    continue
+                seen.add(number)
+                highest = max(highest, number)
+                chunk.append((number, household))
                 if len(chunk) >= chunk_size:
                     launch()
                     chunk = []

@@ -6,7 +6,8 @@ changelogs; a restarted worker reads them back with a plain consumer (reload.py)
 recovery would read them through its per-message consumer (~3,500–4,000 rows/s here, over
 four minutes for a million). Preloaded, the store holds the rows and, per changelog
 partition, the offset of the last row written there, so recovery reads only what follows it. Once: a partition assigned again later (after a rebalance, when faust has
-dropped its rows) is recovered from its changelog as usual.
+dropped its rows), or first assigned after the first recovery (a second worker of the
+generation held it until it left), is recovered from its changelog as usual.
 
 A store is `intact` while it holds the preloaded rows unchanged by faust (no changelog
 record read back, no row of an unassigned partition dropped): the pass's figures are then
@@ -61,9 +62,12 @@ class PreloadedStore(Store):
 
     async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
         held = len(self.data)
-        await super().on_recovery_completed(*args, **kwargs)
+        await super().on_recovery_completed(*args, **kwargs)  # drops the rows of partitions not assigned
         if len(self.data) != held:
             self.intact = False
+        # A preloaded offset not taken by this recovery is of a partition not assigned: its rows
+        # are gone, so a later assignment of it (another worker leaving) recovers it in full.
+        self._preloaded.clear()
 
 
 def intact(store: Any) -> bool:
