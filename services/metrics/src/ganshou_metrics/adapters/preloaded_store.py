@@ -5,9 +5,10 @@ The pass (catch_up.py) has every row in this process and has just written them t
 changelogs; a restarted worker reads them back with a plain consumer (reload.py). faust's
 recovery would read them through its per-message consumer (~3,500–4,000 rows/s here, over
 four minutes for a million). Preloaded, the store holds the rows and, per changelog
-partition, the offset of the last row written there, so recovery reads only what follows it. Once: a partition assigned again later (after a rebalance, when faust has
-dropped its rows), or first assigned after the first recovery (a second worker of the
-generation held it until it left), is recovered from its changelog as usual.
+partition, the offset of the last row written there, so recovery reads only what follows
+it. Once: a partition assigned again later (after a rebalance, when faust has dropped its
+rows), or first assigned after the first recovery (a second worker of the generation held
+it until it left), is recovered from its changelog as usual.
 
 A store is `intact` while it holds the preloaded rows unchanged by faust (no changelog
 record read back, no row of an unassigned partition dropped): the pass's figures are then

@@ -31,6 +31,7 @@ log = logs.get("ganshou.metrics.reload")
 class Reloaded:
     records: int = 0  # changelog records read
     rows: int = 0  # rows handed to the tables
+    unreadable: int = 0  # records whose key is not faust's json (none faust writes): passed over
     seconds: float = 0.0
 
 
@@ -61,7 +62,11 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
                     if record.offset >= end:
                         break
                     done.records += 1
-                    key = orjson.loads(record.key)  # faust's json codec
+                    try:
+                        key = orjson.loads(record.key)  # faust's json codec
+                    except (orjson.JSONDecodeError, TypeError):  # not one of its rows: no reason to stop
+                        done.unreadable += 1
+                        continue
                     if record.value is None:  # a tombstone
                         table.pop(key, None)
                         places.pop(key, None)
@@ -81,6 +86,6 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
         tables.preload(topic, rows[changelog], where[changelog],
                        {tp: offset for tp, offset in last.items() if tp.topic == changelog})
     done.seconds = time.monotonic() - started
-    log.info("changelogs_reloaded", records=done.records, rows=done.rows, seconds=round(done.seconds, 1),
-             records_per_s=round(done.records / max(done.seconds, 1e-6)))
+    log.info("changelogs_reloaded", records=done.records, rows=done.rows, unreadable=done.unreadable,
+             seconds=round(done.seconds, 1), records_per_s=round(done.records / max(done.seconds, 1e-6)))
     return done
