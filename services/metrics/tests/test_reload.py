@@ -9,7 +9,6 @@ import uuid
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ganshou_metrics.adapters.faust_app import Projection
 from ganshou_metrics.adapters.reload import reload
@@ -24,13 +23,8 @@ def _row(v: int, erased: bool = False) -> bytes:
 
 async def test_the_last_row_of_each_key_is_preloaded_and_recovery_goes_on_after_it(kafka_bootstrap: str) -> None:
     run = uuid.uuid4().hex[:8]
+    # Only the tables' changelogs are read: the source topics need not exist.
     topics = {s: f"reload.{s}.{run}" for s in ("intake", "casework", "partner-resource")}
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in topics.values()])
-    finally:
-        await admin.close()
     writer = Projection(kafka_bootstrap, f"reload-{run}", PARTITIONS, topics)
     await writer.ensure_changelogs(kafka_bootstrap)
     changelog = writer.table_of[topics["intake"]].changelog_topic_name
