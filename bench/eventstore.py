@@ -128,11 +128,23 @@ def _decide(stream: str):
     return decide
 
 
-async def bench_ganshou_single(dsn: str, clients: int, seconds: float) -> float:
+def _decide_new(stream: str):
+    async def decide(tx) -> bytes:
+        await tx.append(StreamAppend(stream, "bench", 0, [NewEvent("ganshou.bench.v1.Happened", PAYLOAD)]))
+        return b"ok"
+    return decide
+
+
+async def bench_ganshou_single(dsn: str, clients: int, seconds: float, new_streams: bool = False) -> float:
+    """Existing streams at any version (a head read, then one statement), or — pyeventsourcing's
+    workload, a new aggregate's first event — new streams at version 0 (one statement)."""
     store = await PostgresEventStore.connect(dsn, min_size=clients, max_size=clients)
 
     async def one(rng: random.Random) -> None:
-        await execute(store, uuid.uuid4().hex, "fp", _decide(f"s-{rng.randrange(STREAMS)}"))
+        if new_streams:
+            await execute(store, uuid.uuid4().hex, "fp", _decide_new(uuid.uuid4().hex))
+        else:
+            await execute(store, uuid.uuid4().hex, "fp", _decide(f"s-{rng.randrange(STREAMS)}"))
 
     try:
         return await run_clients(clients, seconds, one)
@@ -225,6 +237,7 @@ async def main() -> None:
     async with fresh_database(PG_PORT) as dsn:
         r["pyeventsourcing_commands_per_s"] = await asyncio.to_thread(bench_pyeventsourcing, dsn, args.writers, seconds)
     r["ganshou_single_commands_per_s"] = await fresh(bench_ganshou_single, args.writers, seconds)
+    r["ganshou_single_new_stream_commands_per_s"] = await fresh(bench_ganshou_single, args.writers, seconds, True)
     r["ganshou_group_commit_commands_per_s"] = await fresh(bench_ganshou_group, args.writers, seconds)
     r["ganshou_group_commit_64_clients_commands_per_s"] = await fresh(bench_ganshou_group, 64, seconds)
     r["bulk_events_per_s"] = await fresh(bench_bulk, 2 if args.tiny else 20, 1000)
@@ -232,6 +245,9 @@ async def main() -> None:
     r["relay_events_per_s"], r["raw_aiokafka_messages_per_s"] = relay, raw
     r["ratios"] = {
         "single_vs_pyeventsourcing": r["ganshou_single_commands_per_s"] / r["pyeventsourcing_commands_per_s"],
+        # the same workload on both sides: each command a new aggregate's first event
+        "single_new_stream_vs_pyeventsourcing":
+            r["ganshou_single_new_stream_commands_per_s"] / r["pyeventsourcing_commands_per_s"],
         "group_vs_pyeventsourcing": r["ganshou_group_commit_commands_per_s"] / r["pyeventsourcing_commands_per_s"],
         "single_vs_plain_asyncpg": r["ganshou_single_commands_per_s"] / r["plain_asyncpg_commands_per_s"],
         "relay_vs_raw_producer": relay / raw,
