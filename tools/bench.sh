@@ -3,10 +3,9 @@
 # Results: bench/results/*.json (with the machine's description); summary: docs/benchmarks.md.
 set -euo pipefail
 source "$(dirname "$0")/../deploy/local/lib.sh"
+source "$(dirname "$0")/own_stack.sh"
 cd "$GANSHOU_ROOT"
-record="$GANSHOU_RUN/bench-started"; mkdir -p "$GANSHOU_RUN"; : >"$record"
-trap '[ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record"); rm -f "$record"' EXIT
-STACK_RECORD="$record" bash deploy/local/stack.sh up
+own_stack bench  # its topics (a million events among them) deleted after, when it started the broker
 benches=(bench/eventstore.py bench/import_households.py bench/system.py)
 [ -z "${BENCH_ONLY:-}" ] || benches=("bench/$BENCH_ONLY")  # e.g. BENCH_ONLY=system.py
 for b in "${benches[@]}"; do

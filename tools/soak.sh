@@ -6,15 +6,8 @@
 # GANSHOU_KEEP_STACK_DATA=1 keeps the private broker's and database's data (to read a failed run's topics).
 set -euo pipefail
 source "$(dirname "$0")/../deploy/local/lib.sh"
+source "$(dirname "$0")/own_stack.sh"
 cd "$GANSHOU_ROOT"
-record="$GANSHOU_RUN/soak-started"
-mkdir -p "$GANSHOU_RUN"; : >"$record"
-cleanup() {
-  # shellcheck disable=SC2046
-  [ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record")
-  rm -f "$record"
-}
-trap cleanup EXIT
 # The suite runs its own broker and database; the shared stack only for the fixtures' checks.
-STACK_RECORD="$record" bash deploy/local/stack.sh up postgres kafka
+own_stack soak postgres kafka
 GANSHOU_SCALE=soak uv run pytest tests/integration/reliability -p no:randomly -s -q "$@"

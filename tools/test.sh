@@ -1,24 +1,18 @@
 #!/usr/bin/env bash
 # make test: lint the protos, bring up what the tests need with the stack scripts, run
-# every test, then stop exactly what this run started.
+# every test, then stop exactly what this run started (and delete the topics it made on a
+# broker it started: tools/own_stack.sh).
 set -euo pipefail
 source "$(dirname "$0")/../deploy/local/lib.sh"
+source "$(dirname "$0")/own_stack.sh"
 cd "$GANSHOU_ROOT"
 
 say "buf lint / breaking"
 uv run buf lint
 bash tools/buf_breaking.sh
 
-record="$GANSHOU_RUN/test-started"
-mkdir -p "$GANSHOU_RUN"; : >"$record"
-cleanup() {
-  # shellcheck disable=SC2046
-  [ -s "$record" ] && STACK_RECORD= bash deploy/local/stack.sh down $(cat "$record")
-  rm -f "$record"
-}
-trap cleanup EXIT
 say "local stack"
-STACK_RECORD="$record" bash deploy/local/stack.sh up
+own_stack test
 
 say "pytest"
 # Exit 5 (no tests collected) is a failure for us, as pytest reports it.

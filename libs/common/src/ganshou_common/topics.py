@@ -32,6 +32,11 @@ def all_event_topics() -> list[str]:
     return [events_topic(s) for s in SERVICES]
 
 
+def standard_topics() -> list[str]:
+    """The topics every deployment has: the events topics and the dead-letter topics."""
+    return all_event_topics() + [dead_letter_topic(s) for s in SERVICES + ("metrics",)]
+
+
 async def wait_for_broker(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClient:
     """Connect an admin client, retrying until the broker answers or the time is up."""
     deadline = time.monotonic() + timeout_s
@@ -80,8 +85,7 @@ async def _main(argv: list[str]) -> int:
         print(exc, file=sys.stderr)
         return 1
     try:
-        names = all_event_topics() + [dead_letter_topic(s) for s in SERVICES + ("metrics",)]
-        created = await ensure_topics(admin, names, args.partitions)
+        created = await ensure_topics(admin, standard_topics(), args.partitions)
         print(f"topics ready ({len(created)} created)")
     finally:
         await admin.close()
