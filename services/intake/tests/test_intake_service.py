@@ -104,6 +104,16 @@ async def test_a_cadres_day_from_household_to_demands(intake, community_id) -> N
         request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="咨询社保办理时间"),
         metadata=hotline)
     assert not inquiry.demand_id
+    # A call logged as received tomorrow is refused, naming the field; within the clock leeway it is taken.
+    tomorrow = api.LogHotlineCallRequest(request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_DEMAND,
+                                         category="water", summary="漏水",
+                                         received_at=ts(datetime.now(UTC) + timedelta(days=1)))
+    err = await error_of(intake.stub.LogHotlineCall(tomorrow, metadata=hotline))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "received_at" in field_violations(err)
+    skewed = await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+        request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="咨询",
+        received_at=ts(datetime.now(UTC) + timedelta(minutes=2))), metadata=hotline)
+    assert skewed.call_id
     form = await intake.stub.RaiseDemand(api.RaiseDemandRequest(
         request_id=rid(), community_id=community_id, channel=t.CHANNEL_FORM, urgency=t.URGENCY_NORMAL,
         category="parking", description="小区停车难"), metadata=cadre)
@@ -185,8 +195,12 @@ async def test_visits_only_to_due_households_in_an_open_campaign(intake, communi
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "household_id" in field_violations(err)
     err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
         request_id=rid(), campaign_id=c.campaign_id, household_id=a.household_id, outcome=ev.VISIT_OUTCOME_MET,
-        visited_at=ts(now + timedelta(days=5))), metadata=intake.admin()))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        visited_at=ts(now - timedelta(days=5))), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION  # before the campaign opened
+    err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
+        request_id=rid(), campaign_id=c.campaign_id, household_id=a.household_id, outcome=ev.VISIT_OUTCOME_MET,
+        visited_at=ts(now + timedelta(hours=1))), metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "visited_at" in field_violations(err)  # not yet
     err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
         request_id=rid(), campaign_id=c.campaign_id, household_id=a.household_id,
         outcome=ev.VISIT_OUTCOME_NOT_HOME, demands=[api.DemandHeard(category="x", description="y",

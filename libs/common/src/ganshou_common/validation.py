@@ -12,12 +12,14 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from ganshou_common.errors import FieldViolation, InvalidArgument
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+LEEWAY = timedelta(minutes=5)  # how far ahead a client's clock may run
 
 
 class Violations:
@@ -55,6 +57,14 @@ class Violations:
         for i, value in enumerate(values):
             if value == 0 or value not in enum.values():
                 self.add(f"{field}[{i}]", f"must be one of {', '.join(enum.keys()[1:])}")
+
+    def not_in_future(self, field: str, when: datetime, now: datetime) -> None:
+        """A time when something happened (a call received, a visit made): never later than
+        now, give or take a device's clock (LEEWAY). Later, it would sit in the figures as a
+        fact no one has seen yet, its promises' clocks not even started."""
+        if when > now + LEEWAY:
+            self.add(field, f"in the future ({when:%Y-%m-%d %H:%M} UTC; now {now:%Y-%m-%d %H:%M} UTC): "
+                            "when it happened, or leave it out for now")
 
     def raise_if_any(self) -> None:
         if self.items:

@@ -253,6 +253,8 @@ class IntakeApp:
             v.required(f"demands[{i}].category", d.category, 100)
             v.required(f"demands[{i}].description", d.description, 2000)
             v.enum(f"demands[{i}].urgency", d.urgency, types_pb2.Urgency)
+        if req.HasField("visited_at"):
+            v.not_in_future("visited_at", req.visited_at.ToDatetime(tzinfo=UTC), _now())
         v.raise_if_any()
 
         async def decide(tx: PostgresTransaction) -> bytes:
@@ -323,6 +325,8 @@ class IntakeApp:
             v.required("category", req.category, 100)
         if req.caller_phone and not valid_phone(req.caller_phone):
             v.add("caller_phone", PHONE_FORMAT)
+        if req.HasField("received_at"):
+            v.not_in_future("received_at", req.received_at.ToDatetime(tzinfo=UTC), _now())
         v.raise_if_any()
         who.require_community(req.community_id)
 

@@ -318,7 +318,9 @@ class RecordVisitRequest(_message.Message):
     def demands(self) -> _containers.RepeatedCompositeFieldContainer[Global___DemandHeard]: ...
     @_builtins.property
     def visited_at(self) -> _timestamp_pb2.Timestamp:
-        """When the visit happened; defaults to now."""
+        """When the visit happened; defaults to now. Never later than now (5 minutes' leeway for a
+        device's clock): INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,
@@ -441,7 +443,11 @@ class LogHotlineCallRequest(_message.Message):
     category: _builtins.str
     summary: _builtins.str
     @_builtins.property
-    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When the call came in (a call logged after it ended); defaults to now. Never later than
+        now (5 minutes' leeway for a device's clock): INVALID_ARGUMENT.
+        """
+
     def __init__(
         self,
         *,
