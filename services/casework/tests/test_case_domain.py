@@ -80,6 +80,21 @@ def test_illegal_transitions_on_a_new_case_are_refused(action) -> None:
         action(opened())
 
 
+def test_a_refusal_tells_the_step_the_case_needs_first() -> None:
+    case = opened()
+    with pytest.raises(FailedPrecondition, match="respond to it, then triage it"):
+        case.resolve("x", T0)
+    with pytest.raises(FailedPrecondition, match="respond to it first"):
+        case.triage(ev.TRACK_SOLVE_NOW, "")
+    do(case, case.respond("op", "", T0))
+    with pytest.raises(FailedPrecondition, match="triage it to a track first"):
+        case.resolve("x", T0)
+    with pytest.raises(FailedPrecondition, match="rated and followed up once resolved or explained"):
+        case.rate(5, "")
+    with pytest.raises(FailedPrecondition, match=r"it is CASE_STATUS_RESPONDED$"):
+        case.respond("op", "", T0)  # nothing to do first: already done
+
+
 def test_explain_only_on_the_explain_or_long_term_tracks_and_a_happy_case_stays_closed() -> None:
     case = opened()
     do(case, case.respond("op", "", T0))

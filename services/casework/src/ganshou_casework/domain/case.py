@@ -23,6 +23,19 @@ UNHAPPY = 2  # a rating at or below this lets the resident reopen the case
 SATISFIED = 4  # a rating at or above this counts as satisfied
 
 
+def _next_step(status: int, allowed: tuple[int, ...]) -> str:
+    """What a case must go through first, told with a refusal (the lifecycle's common turns)."""
+    if status == S.CASE_STATUS_OPEN and S.CASE_STATUS_RESPONDED not in allowed and set(allowed) & set(WORKING):
+        return " (respond to it, then triage it to a track, first)"
+    if status == S.CASE_STATUS_OPEN and S.CASE_STATUS_RESPONDED in allowed:
+        return " (respond to it first)"
+    if status == S.CASE_STATUS_RESPONDED and set(allowed) <= set(WORKING):
+        return " (triage it to a track first: solve now, solve soon, long-term plan or explain)"
+    if status in OPEN_STATES and set(allowed) <= {*DONE, S.CASE_STATUS_CLOSED}:
+        return " (a case is rated and followed up once resolved or explained)"
+    return ""
+
+
 def ts(moment: datetime):
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -83,7 +96,8 @@ class Case:
 
     def _require(self, allowed: tuple[int, ...], action: str) -> None:
         if self.status not in allowed:
-            raise FailedPrecondition(f"cannot {action} case {self.case_id}: it is {S.Name(self.status)}")
+            raise FailedPrecondition(f"cannot {action} case {self.case_id}: it is {S.Name(self.status)}"
+                                     + _next_step(self.status, allowed))
 
     def _meet(self, kind: int, at: datetime) -> list[Message]:
         p = self.promises.get(kind)
