@@ -31,8 +31,10 @@ ROWS = [
     ("问需于民 Visit coverage", "visit_coverage", "{:.1%}", "households_visited", "households_due"),
     ("Issues received", "issues_received", "{:,}", None, None),
     ("Response rate", "response_rate", "{:.1%}", "responded", "issues_received"),
-    ("On-time response (1 h)", "on_time_response_rate", "{:.1%}", "response_promises_kept", None),
-    ("On site within 15 min", "on_site_within_15_min_rate", "{:.1%}", "on_site_kept", "emergencies"),
+    # The promises' rates are of those decided (kept or late): one still pending counts in neither.
+    ("On-time response (1 h)", "on_time_response_rate", "{:.1%}", "response_promises_kept",
+     ("response_promises_kept", "response_promises_late")),
+    ("On site within 15 min", "on_site_within_15_min_rate", "{:.1%}", "on_site_kept", ("on_site_kept", "on_site_late")),
     ("Resolved or explained", "resolved_or_explained_rate", "{:.1%}", None, "issues_received"),
     ("Satisfaction (1–5)", "satisfaction_mean", "{:.2f}", "ratings", None),
     ("Satisfied share", "satisfied_share", "{:.1%}", None, None),
@@ -64,7 +66,8 @@ def figures_table(f: mapi.Figures, title: str) -> Table:
     for label, key, fmt, num, den in ROWS:
         detail = ""
         if num and den:
-            detail = f"{getattr(f, num):,} / {getattr(f, den):,}"
+            of = sum(getattr(f, d) for d in den) if isinstance(den, tuple) else getattr(f, den)
+            detail = f"{getattr(f, num):,} / {of:,}"
         elif num:
             detail = f"{getattr(f, num):,}"
         table.add_row(label, _fmt(fmt, getattr(f, key)), detail)
