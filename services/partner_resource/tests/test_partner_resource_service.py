@@ -86,6 +86,11 @@ async def test_offerings_deliveries_and_capacity(partners, community_id) -> None
                                                               community_id=community_id, person_times=2,
                                                               override_capacity=True), metadata=staff)
     assert forced.used_this_period == 4
+    # An override lets a delivery past capacity, never past any town's count (its sums would overflow).
+    absurd = await error_of(s.RecordDelivery(api.RecordDeliveryRequest(
+        request_id=rid(), offering_id=o.offering_id, community_id=community_id, person_times=2**63 - 1,
+        override_capacity=True), metadata=staff))
+    assert absurd.code() == grpc.StatusCode.INVALID_ARGUMENT and "person_times" in field_violations(absurd)
     delivery = await s.GetDelivery(api.GetDeliveryRequest(delivery_id=d.delivery_id), metadata=staff)
     assert delivery.delivery.person_times == 2 and delivery.delivery.resident_id == "r-1"
     cadre = partners.auth(Role.COMMUNITY_CADRE, community_id)

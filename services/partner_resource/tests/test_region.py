@@ -97,6 +97,11 @@ async def test_commitments_members_volunteers_and_after_hours(partners, communit
     closed = await error_of(s.RecordAfterHoursService(api.RecordAfterHoursServiceRequest(
         request_id=rid(), window_id=w.window_id, date="2026-11-28", weekend_person_times=3), metadata=cadre))
     assert closed.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for day, times, field in (("2026-02-30", 1, "date"), ("2999-01-01", 1, "date"),
+                              ("2026-11-26", 2**62, "evening_person_times")):
+        bad = await error_of(s.RecordAfterHoursService(api.RecordAfterHoursServiceRequest(
+            request_id=rid(), window_id=w.window_id, date=day, evening_person_times=times), metadata=cadre))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and field in field_violations(bad), (day, times)
     windows = await s.ListServiceWindows(api.ListServiceWindowsRequest(community_id=community_id), metadata=cadre)
     assert [x.office for x in windows.windows] == [ev.SERVICE_OFFICE_SOCIAL_SECURITY]
 

@@ -29,6 +29,7 @@ from ganshou.partner_resource.v1 import events_pb2 as pev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
 from ganshou.partner_resource.v1 import partner_resource_service_pb2_grpc as partner_rpc
 from ganshou_casework.app.handlers import case_id_for
+from ganshou_common.validation import MAX_COUNT
 
 # CANCELLED too: a call that races a server's graceful stop (its GOAWAY) is cancelled by the
 # transport, not refused by the service; the same request id makes the retry safe.
@@ -201,7 +202,7 @@ class Mix:
         for category, title in (("clinic", "义诊"), ("legal", "法律咨询"), ("tutoring", "课业辅导"), ("repairs", "家电维修")):
             offering = await client.call("partner", "PublishOffering", papi.PublishOfferingRequest(
                 request_id=rid(), partner_id=p.partner_id, category=category, title=title,
-                capacity_per_period=10**9))
+                capacity_per_period=MAX_COUNT))  # the most an offering may have: never the limit here
             town.offerings.append(offering.offering_id)
         for kind, name in ((pev.AID_KIND_HARDSHIP, "帮困"), (pev.AID_KIND_ELDERLY, "助老"), (pev.AID_KIND_MEDICAL, "助医")):
             prog = await client.call("partner", "OpenAidProgramme", papi.OpenAidProgrammeRequest(

@@ -12,14 +12,20 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from ganshou_common.errors import FieldViolation, InvalidArgument
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 LEEWAY = timedelta(minutes=5)  # how far ahead a client's clock may run
+# The most one record may count (person-times, members, capacity) and the most money one
+# amount may be: far beyond any town's, and far enough below int64 that the town's sums
+# never overflow the figures (a record of 9.2e18 person-times once left GetFigures failing).
+MAX_COUNT = 1_000_000
+MAX_FEN = 100_000_000_000  # 1 billion yuan
 
 
 class Violations:
@@ -57,6 +63,26 @@ class Violations:
         for i, value in enumerate(values):
             if value == 0 or value not in enum.values():
                 self.add(f"{field}[{i}]", f"must be one of {', '.join(enum.keys()[1:])}")
+
+    def count(self, field: str, value: int, at_least: int = 1, at_most: int = MAX_COUNT) -> None:
+        if not at_least <= value <= at_most:
+            self.add(field, f"from {at_least:,} to {at_most:,}")
+
+    def fen(self, field: str, value: int, at_least: int = 1) -> None:
+        if not at_least <= value <= MAX_FEN:
+            self.add(field, f"an amount in integer fen (1 yuan = 100 fen), from {at_least:,} to {MAX_FEN:,}")
+
+    def day(self, field: str, value: str, now: datetime) -> date | None:
+        """A calendar day (YYYY-MM-DD) that has begun somewhere on earth by now (UTC+14)."""
+        try:
+            day = date.fromisoformat(value) if _DAY.match(value) else None
+        except ValueError:
+            day = None
+        if day is None:
+            self.add(field, "a day of the calendar as YYYY-MM-DD")
+        elif day > (now + timedelta(hours=14)).date():
+            self.add(field, f"{day} has not come yet: the day it happened")
+        return day
 
     def not_in_future(self, field: str, when: datetime, now: datetime) -> None:
         """A time when something happened (a call received, a visit made): never later than

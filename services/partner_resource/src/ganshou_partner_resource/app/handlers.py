@@ -186,8 +186,7 @@ class PartnerResourceApp:
         v.required("partner_id", req.partner_id, 64)
         v.required("category", req.category, 100)
         v.required("title", req.title, 300)
-        if req.capacity_per_period <= 0:
-            v.add("capacity_per_period", "person-times per period, at least 1")
+        v.count("capacity_per_period", req.capacity_per_period)  # person-times per period
         if req.period and not valid_period(req.period):
             v.add("period", "a month as YYYY-MM")
         for i, c in enumerate(req.communities_served):
@@ -244,8 +243,7 @@ class PartnerResourceApp:
         v = Violations()
         v.required("offering_id", req.offering_id, 64)
         v.code("community_id", req.community_id)
-        if req.person_times <= 0:
-            v.add("person_times", "at least 1")
+        v.count("person_times", req.person_times)
         v.raise_if_any()
         if who.role != Role.PARTNER_STAFF:  # partner staff deliver wherever their offering serves
             who.require_community(req.community_id)
@@ -291,8 +289,7 @@ class PartnerResourceApp:
         v = Violations()
         v.enum("kind", req.kind, ev.AidKind)
         v.required("name", req.name, 200)
-        if req.budget.fen < 0:
-            v.add("budget.fen", "not negative (integer fen)")
+        v.fen("budget.fen", req.budget.fen, at_least=0)  # 0: no budget set
         v.raise_if_any()
 
         async def decide(tx):
@@ -313,8 +310,7 @@ class PartnerResourceApp:
         v = Violations()
         v.required("programme_id", req.programme_id, 64)
         v.required("resident_id", req.resident_id, 64)
-        if req.amount.fen <= 0:
-            v.add("amount.fen", "a positive amount in integer fen (1 yuan = 100 fen)")
+        v.fen("amount.fen", req.amount.fen)
         v.raise_if_any()
 
         async def decide(tx):

@@ -4,8 +4,8 @@ party-member commitments, partners' members registering with communities, volunt
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ganshou.partner_resource.v1 import events_pb2 as ev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as api
@@ -16,8 +16,6 @@ from ganshou_common.ids import new_id
 from ganshou_common.pii import MasterKey, PostgresKeyRing, seal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 from ganshou_partner_resource.adapters import views
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -173,8 +171,7 @@ class RegionApp:
         v = Violations()
         v.required("partner_id", req.partner_id, 64)
         v.code("community_id", req.community_id)
-        if req.members <= 0:
-            v.add("members", "at least 1")
+        v.count("members", req.members)
         v.raise_if_any()
         if who.role == "partner_staff":  # a partner registers its own members; cadres their community's
             who.require_partner(req.partner_id)
@@ -300,11 +297,10 @@ class RegionApp:
     async def record_after_hours(self, who, cid, req: api.RecordAfterHoursServiceRequest):
         v = Violations()
         v.required("window_id", req.window_id, 64)
-        if not _DATE.match(req.date):
-            v.add("date", "a day as YYYY-MM-DD")
-        if req.evening_person_times < 0 or req.weekend_person_times < 0:
-            v.add("evening_person_times", "not negative")
-        elif req.evening_person_times + req.weekend_person_times == 0:
+        v.day("date", req.date, datetime.now(UTC))
+        v.count("evening_person_times", req.evening_person_times, at_least=0)
+        v.count("weekend_person_times", req.weekend_person_times, at_least=0)
+        if req.evening_person_times == req.weekend_person_times == 0:
             v.add("evening_person_times", "at least one person served")
         v.raise_if_any()
 

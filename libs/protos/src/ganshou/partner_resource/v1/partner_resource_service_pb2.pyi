@@ -527,6 +527,7 @@ class PublishOfferingRequest(_message.Message):
     category: _builtins.str
     title: _builtins.str
     capacity_per_period: _builtins.int
+    """Person-times a period, 1 to 1,000,000."""
     period: _builtins.str
     """"YYYY-MM"; empty: the current month."""
     schedule: _builtins.str
@@ -625,6 +626,7 @@ class RecordDeliveryRequest(_message.Message):
     resident_id: _builtins.str
     household_id: _builtins.str
     person_times: _builtins.int
+    """1 to 1,000,000, even with override_capacity."""
     override_capacity: _builtins.bool
     """Deliver beyond the offering's capacity for the period (refused without it)."""
     def __init__(
@@ -682,7 +684,9 @@ class OpenAidProgrammeRequest(_message.Message):
     name: _builtins.str
     partner_id: _builtins.str
     @_builtins.property
-    def budget(self) -> _types_pb2.Money: ...
+    def budget(self) -> _types_pb2.Money:
+        """0 (no budget) to 100,000,000,000 fen."""
+
     def __init__(
         self,
         *,
@@ -736,7 +740,9 @@ class DisburseAidRequest(_message.Message):
     case_id: _builtins.str
     partner_id: _builtins.str
     @_builtins.property
-    def amount(self) -> _types_pb2.Money: ...
+    def amount(self) -> _types_pb2.Money:
+        """1 to 100,000,000,000 fen."""
+
     def __init__(
         self,
         *,
@@ -1849,6 +1855,7 @@ class RegisterPartnerMembersRequest(_message.Message):
     partner_id: _builtins.str
     community_id: _builtins.str
     members: _builtins.int
+    """1 to 1,000,000."""
     def __init__(
         self,
         *,
@@ -2147,7 +2154,9 @@ class RecordAfterHoursServiceRequest(_message.Message):
     request_id: _builtins.str
     window_id: _builtins.str
     date: _builtins.str
+    """The day served, YYYY-MM-DD: a calendar day, not one still to come."""
     evening_person_times: _builtins.int
+    """Each 0 to 1,000,000, at least one person served."""
     weekend_person_times: _builtins.int
     def __init__(
         self,
