@@ -176,6 +176,12 @@ async def test_one_household_one_vote(casework, community_id) -> None:
     appraisal.request_id = rid()
     assert (await error_of(casework.stub.RecordAppraisal(appraisal, metadata=cadre))).code() == \
         grpc.StatusCode.ALREADY_EXISTS
+    # One name for each half year: the same appraisal under another spelling, or for a half year
+    # still to come, is refused naming the period.
+    for period in ("2026-H2", "2099H1"):
+        appraisal.request_id, appraisal.period = rid(), period
+        bad = await error_of(casework.stub.RecordAppraisal(appraisal, metadata=cadre))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "period" in field_violations(bad), period
 
 
 async def test_a_promise_breaks_on_time_with_casework_down_across_the_due_time(

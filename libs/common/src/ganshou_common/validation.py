@@ -20,6 +20,14 @@ from ganshou_common.errors import FieldViolation, InvalidArgument
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_HALF_YEAR = re.compile(r"^(\d{4})H([12])$")
+
+
+def _begun(now: datetime) -> date:
+    """The latest day begun anywhere by `now`: today at UTC+14 (a town's own zone is not configured)."""
+    return (now + timedelta(hours=14)).date()
+
+
 LEEWAY = timedelta(minutes=5)  # how far ahead a client's clock may run
 # The most one record may count (person-times, members, capacity) and the most money one
 # amount may be: far beyond any town's, and far enough below int64 that the town's sums
@@ -80,9 +88,18 @@ class Violations:
             day = None
         if day is None:
             self.add(field, "a day of the calendar as YYYY-MM-DD")
-        elif day > (now + timedelta(hours=14)).date():
+        elif day > _begun(now):
             self.add(field, f"{day} has not come yet: the day it happened")
         return day
+
+    def half_year(self, field: str, value: str, now: datetime) -> None:
+        """A half year (YYYYH1 or YYYYH2: one name for each, so a rule of one per period
+        holds) that has begun somewhere on earth by now."""
+        m = _HALF_YEAR.match(value)
+        if m is None:
+            self.add(field, "a half year as YYYYH1 or YYYYH2, e.g. 2026H2")
+        elif date(int(m[1]), 1 if m[2] == "1" else 7, 1) > _begun(now):
+            self.add(field, f"{value} has not begun yet")
 
     def not_in_future(self, field: str, when: datetime, now: datetime) -> None:
         """A time when something happened (a call received, a visit made): never later than

@@ -399,7 +399,7 @@ class CaseworkApp:
     async def record_appraisal(self, who, cid, req: api.RecordAppraisalRequest) -> api.RecordAppraisalResponse:
         v = Violations()
         v.code("community_id", req.community_id)
-        v.required("period", req.period, 20)
+        v.half_year("period", req.period, datetime.now(UTC))  # 民主评议: every half year
         v.required("subject", req.subject, 100)
         v.required("representative_id", req.representative_id, 64)
         if not 0 <= req.score <= 100:

@@ -1087,6 +1087,7 @@ class RecordAppraisalRequest(_message.Message):
     request_id: _builtins.str
     community_id: _builtins.str
     period: _builtins.str
+    """The half year appraised (民主评议, every half year): YYYYH1 or YYYYH2, one that has begun."""
     subject: _builtins.str
     representative_id: _builtins.str
     score: _builtins.int
