@@ -45,5 +45,9 @@ def check_household(v: Violations, r: api.RegisterHouseholdRequest) -> None:
     v.required("address", r.address, 300)
     v.enums("segments", r.segments, types_pb2.Segment, at_least_one=True)
     v.enums("care_groups", r.care_groups, types_pb2.CareGroup)
+    first: dict[str, int] = {}  # ID number → the resident who has it
     for i, res in enumerate(r.residents):
         check_resident(v, f"residents[{i}]", res)
+        number = res.id_number.upper()
+        if number and first.setdefault(number, i) != i:  # one person, counted once
+            v.add(f"residents[{i}].id_number", f"the same ID number as residents[{first[number]}]: one person")
