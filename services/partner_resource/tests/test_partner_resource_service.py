@@ -133,6 +133,7 @@ async def test_aid_in_integer_fen_reversed_by_its_own_event(partners, community_
                                                                resident_id="r-9", amount=t.Money(fen=2_000_000)),
                                         metadata=admin))
     assert over.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "2,000,000 more asked (949,950 left)" in over.details()
     await s.ReverseDisbursement(api.ReverseDisbursementRequest(request_id=rid(), disbursement_id=d.disbursement_id,
                                                                reason="发错人"), metadata=admin)
     got = await s.GetDisbursement(api.GetDisbursementRequest(disbursement_id=d.disbursement_id), metadata=admin)

@@ -322,7 +322,8 @@ class PartnerResourceApp:
                 raise InvalidArgument.field("resident_id", f"no resident {req.resident_id!r} (known from intake)")
             who.require_community(r["community_id"])
             if prog.budget.fen and prog.disbursed.fen + req.amount.fen > prog.budget.fen:
-                raise FailedPrecondition(f"over budget: {prog.disbursed.fen} of {prog.budget.fen} fen disbursed")
+                raise FailedPrecondition(f"over budget: {prog.disbursed.fen:,} of {prog.budget.fen:,} fen disbursed, "
+                                         f"{req.amount.fen:,} more asked ({prog.budget.fen - prog.disbursed.fen:,} left)")
             did = new_id()
             e = ev.AidDisbursed(disbursement_id=did, programme_id=prog.programme_id, kind=prog.kind,
                                 resident_id=req.resident_id, community_id=r["community_id"], segment=r["segment"],
