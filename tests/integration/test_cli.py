@@ -62,7 +62,7 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
     assert len(pages) == 4
     for page in pages:  # every page carries a chart: a good share of red bars
         img = Image.open(page).convert("RGB")
-        red = sum(1 for r, g, b in img.getdata() if r > 150 and g < 90 and b < 90)
+        red = sum(1 for r, g, b in img.get_flattened_data() if r > 150 and g < 90 and b < 90)
         assert red > 0.01 * img.width * img.height, f"{page.name} has no chart"
     assert "<h1>张江镇感受式服务简报" in (tmp_path / "report.html").read_text()
 

@@ -11,6 +11,7 @@ be read (an unknown segment name) is rejected here; the service checks the rest.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ class Parsed:
     households: list[tuple[int, api.RegisterHouseholdRequest]] = field(default_factory=list)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (row, field, reason)
     rows: dict[int, dict] = field(default_factory=dict)
+    encoding: str = "utf-8-sig"  # the file's, as read
 
 
 def _enum(enum, prefix: str, names: str, column: str) -> list[int]:
@@ -36,10 +38,23 @@ def _enum(enum, prefix: str, names: str, column: str) -> list[int]:
     return out
 
 
+def read_text(path: Path) -> tuple[str, str]:
+    """The file's text and its encoding: UTF-8 (with or without Excel's BOM), else GB18030 —
+    what a spreadsheet saves as CSV on a Chinese-language Windows (GBK is a part of it)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"{path} is neither UTF-8 nor GB18030 text: save it as CSV (UTF-8)")
+
+
 def parse(path: Path) -> Parsed:
     out = Parsed()
     groups: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    text, out.encoding = read_text(path)
+    with io.StringIO(text, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
             out.rows[line] = row
             ref = row.get("household_ref") or f"line-{line}"
@@ -75,7 +90,9 @@ def requests(parsed: Parsed, request_id: str, on_sent) -> Iterator[api.ImportHou
 
 
 def write_rejected(path: Path, parsed: Parsed, rejected: list[tuple[int, str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """In the file's own encoding (UTF-8 with a BOM when it was UTF-8: a spreadsheet then
+    opens the Chinese text as it is)."""
+    with path.open("w", newline="", encoding=parsed.encoding) as f:
         w = csv.writer(f)
         header = list(next(iter(parsed.rows.values()), {}).keys())
         w.writerow(["row", "field", "reason", *header])

@@ -169,7 +169,11 @@ def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
     if not file.exists():
         console.print(f"[red]no such file[/red]: {file}")
         raise typer.Exit(2)
-    parsed = parse(file)
+    try:
+        parsed = parse(file)
+    except ValueError as exc:  # not text we can read
+        console.print(f"[red]cannot read[/red]: {exc}")
+        raise typer.Exit(2) from None
     request_id = "import-" + hashlib.sha256(file.read_bytes()).hexdigest()[:24]  # same file, same import
 
     async def run():
