@@ -168,3 +168,23 @@ def test_figures_of_distinct_rows_counted_equal_figures_of_every_row(rnd) -> Non
     each = Figures.from_rows(decode_row(v) for v in held if v)
     assert once.snapshot(now=NOW) == each.snapshot(now=NOW)
     assert once.events == each.events == sum(decode_row(v)["v"] for v in held if v)
+
+
+def test_readers_of_one_scope_share_its_snapshot_until_the_figures_or_the_second_change() -> None:
+    from ganshou_metrics.api.servicer import Snapshots
+
+    f, made = Figures(), []
+    real = f.snapshot
+    f.snapshot = lambda *a: made.append(a[:2]) or real(*a)  # type: ignore[method-assign]
+    snapshots, at = Snapshots(), NOW.replace(microsecond=100)
+    first = snapshots.get(f, "c1", 0, at)
+    assert snapshots.get(f, "c1", 0, at.replace(microsecond=900)) is first and made == [("c1", 0)]
+    snapshots.get(f, "c2", 0, at)  # another scope
+    f.events += 1  # an event applied
+    snapshots.get(f, "c1", 0, at)
+    later = at.replace(second=at.second + 1)  # a promise may fall due
+    held = snapshots.get(f, "c1", 0, later)
+    assert made == [("c1", 0), ("c2", 0), ("c1", 0), ("c1", 0)]
+    other = Figures()  # a recompute's new figures, at the same count of events
+    other.events = f.events
+    assert snapshots.get(other, "c1", 0, later) is not held

@@ -34,9 +34,35 @@ def figures_message(snapshot: dict) -> api.Figures:
     return api.Figures(**snapshot)
 
 
+class Snapshots:
+    """One snapshot per scope (community, segment), state of the figures and second, shared
+    by every reader and watcher of that scope: a town's dashboards watch a few scopes, and a
+    snapshot costs ~1.6 ms (measured 2026-11-30: 300 watchers beside 17 commands/s took 0.57
+    of a core against 0.14 with none). Exact: a snapshot depends on nothing else (its clock
+    counts whole seconds), and the live path counts every change in `events` (a recompute
+    makes new figures)."""
+
+    MAX_SCOPES = 1024  # scopes are named by callers: never an unbounded cache
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int], tuple[object, int, int, dict]] = {}
+
+    def get(self, figures, community: str, segment: int, now: datetime) -> dict:
+        second, scope = int(now.timestamp()), (community, segment)
+        held = self._held.get(scope)
+        if held is not None and held[0] is figures and held[1] == figures.events and held[2] == second:
+            return held[3]
+        snap = figures.snapshot(community, segment, now)
+        if len(self._held) >= self.MAX_SCOPES:
+            self._held.clear()
+        self._held[scope] = (figures, figures.events, second, snap)  # the figures held: their id is never reused
+        return snap
+
+
 class MetricsServicer(rpc.MetricsServiceServicer):
     def __init__(self, projection: Projection):
         self.projection = projection
+        self.snapshots = Snapshots()
 
     def _snapshot(self, who: Principal, community_id: str, segment: int) -> tuple[dict, datetime, int]:
         _check(who, community_id, segment)
@@ -44,7 +70,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
             community_id = next(iter(who.communities))
         now = datetime.now(UTC)
         f = self.projection.figures
-        return f.snapshot(community_id, segment, now), now, f.events
+        return self.snapshots.get(f, community_id, segment, now), now, f.events
 
     @admits(*READERS)
     async def GetFigures(self, request, context):
