@@ -95,6 +95,17 @@ def test_a_refusal_tells_the_step_the_case_needs_first() -> None:
         case.respond("op", "", T0)  # nothing to do first: already done
 
 
+def test_a_linked_case_points_to_its_primary() -> None:
+    primary, dup, third = opened(), opened(), opened()
+    primary.case_id, dup.case_id, third.case_id = "k-primary", "k-dup", "k-third"
+    events, _ = dup.link_to(primary)
+    do(dup, events)
+    with pytest.raises(FailedPrecondition, match="linked to k-primary: work on that case"):
+        dup.respond("op", "", T0)
+    with pytest.raises(FailedPrecondition, match="itself linked to k-primary: link to that case instead"):
+        third.link_to(dup)
+
+
 def test_explain_only_on_the_explain_or_long_term_tracks_and_a_happy_case_stays_closed() -> None:
     case = opened()
     do(case, case.respond("op", "", T0))

@@ -96,8 +96,9 @@ class Case:
 
     def _require(self, allowed: tuple[int, ...], action: str) -> None:
         if self.status not in allowed:
-            raise FailedPrecondition(f"cannot {action} case {self.case_id}: it is {S.Name(self.status)}"
-                                     + _next_step(self.status, allowed))
+            linked = f" (linked to {self.primary_case_id}: work on that case)" \
+                if self.status == S.CASE_STATUS_LINKED else _next_step(self.status, allowed)
+            raise FailedPrecondition(f"cannot {action} case {self.case_id}: it is {S.Name(self.status)}{linked}")
 
     def _meet(self, kind: int, at: datetime) -> list[Message]:
         p = self.promises.get(kind)
@@ -178,6 +179,9 @@ class Case:
         self._require((S.CASE_STATUS_OPEN, S.CASE_STATUS_RESPONDED), "link")
         if primary.case_id == self.case_id:
             raise InvalidArgument.field("primary_case_id", "a case cannot be linked to itself")
+        if primary.status == S.CASE_STATUS_LINKED:
+            raise FailedPrecondition(f"case {primary.case_id} is itself linked to {primary.primary_case_id}: "
+                                     "link to that case instead")
         if primary.status not in OPEN_STATES:
             raise FailedPrecondition(f"case {primary.case_id} is not open: it is {S.Name(primary.status)}")
         if primary.community_id != self.community_id:
