@@ -72,15 +72,15 @@ class Violations:
             if value == 0 or value not in enum.values():
                 self.add(f"{field}[{i}]", f"must be one of {', '.join(enum.keys()[1:])}")
 
-    def count(self, field: str, value: int, at_least: int = 1, at_most: int = MAX_COUNT) -> None:
-        if not at_least <= value <= at_most:
-            self.add(field, f"from {at_least:,} to {at_most:,}")
+    def count(self, field: str, value: int, at_least: int = 1) -> None:
+        if not at_least <= value <= MAX_COUNT:
+            self.add(field, f"from {at_least:,} to {MAX_COUNT:,}")
 
     def fen(self, field: str, value: int, at_least: int = 1) -> None:
         if not at_least <= value <= MAX_FEN:
             self.add(field, f"an amount in integer fen (1 yuan = 100 fen), from {at_least:,} to {MAX_FEN:,}")
 
-    def day(self, field: str, value: str, now: datetime) -> date | None:
+    def day(self, field: str, value: str, now: datetime) -> None:
         """A calendar day (YYYY-MM-DD) that has begun somewhere on earth by now (UTC+14)."""
         try:
             day = date.fromisoformat(value) if _DAY.match(value) else None
@@ -90,7 +90,6 @@ class Violations:
             self.add(field, "a day of the calendar as YYYY-MM-DD")
         elif day > _begun(now):
             self.add(field, f"{day} has not come yet: the day it happened")
-        return day
 
     def half_year(self, field: str, value: str, now: datetime) -> None:
         """A half year (YYYYH1 or YYYYH2: one name for each, so a rule of one per period
