@@ -31,6 +31,16 @@ def test_a_time_when_something_happened_is_not_later_than_now_and_a_clocks_leewa
     assert _refused(lambda v: v.not_in_future("received_at", NOW + LEEWAY + timedelta(seconds=1), NOW)) == ["received_at"]
 
 
+
+def test_a_time_logged_soon_after_is_neither_later_than_now_nor_older_than_its_window() -> None:
+    week = timedelta(days=7)
+    assert _refused(lambda v: v.recent("received_at", NOW - week, NOW, week)) == []
+    assert _refused(lambda v: v.recent("received_at", NOW + LEEWAY, NOW, week)) == []
+    assert _refused(lambda v: v.recent("received_at", NOW - week - timedelta(seconds=1), NOW, week)) == ["received_at"]
+    assert _refused(lambda v: v.recent("received_at", datetime(1, 1, 1, tzinfo=UTC), NOW, week)) == ["received_at"]
+    assert _refused(lambda v: v.recent("received_at", NOW + timedelta(hours=1), NOW, week)) == ["received_at"]
+
+
 @pytest.mark.parametrize(("day", "ok"), [
     ("2026-11-30", True), ("2026-12-01", False), ("2026-12-02", False), ("2026-02-30", False), ("2026-13-01", False), ("26-11-30", False), ("", False),
     ("2026-11-30T00:00", False), ("1999-01-01", True),

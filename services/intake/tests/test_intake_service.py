@@ -114,6 +114,16 @@ async def test_a_cadres_day_from_household_to_demands(intake, community_id) -> N
         request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="咨询",
         received_at=ts(datetime.now(UTC) + timedelta(minutes=2))), metadata=hotline)
     assert skewed.call_id
+    # A call is logged within 7 days of it: one of year 1 or 8 days ago is refused; one 6 days ago is taken.
+    for when in (datetime(1, 1, 1, tzinfo=UTC), datetime.now(UTC) - timedelta(days=8)):
+        err = await error_of(intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+            request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_DEMAND, category="water", summary="漏水",
+            received_at=ts(when)), metadata=hotline))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "received_at" in field_violations(err)
+    late = await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+        request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="咨询",
+        received_at=ts(datetime.now(UTC) - timedelta(days=6))), metadata=hotline)
+    assert late.call_id
     form = await intake.stub.RaiseDemand(api.RaiseDemandRequest(
         request_id=rid(), community_id=community_id, channel=t.CHANNEL_FORM, urgency=t.URGENCY_NORMAL,
         category="parking", description="小区停车难"), metadata=cadre)

@@ -267,10 +267,10 @@ class Town:
 
     async def _partners(self, ids: list[str], progress: Progress, task) -> None:
         md, rng, pr = self.md, random.Random(f"{self.seed}-partners"), self.c.partner
-        kinds = [pev.AID_KIND_HARDSHIP, pev.AID_KIND_DISABILITY, pev.AID_KIND_ELDERLY, pev.AID_KIND_MEDICAL,
-                 pev.AID_KIND_EDUCATION]
+        kinds = {pev.AID_KIND_HARDSHIP: "助困", pev.AID_KIND_DISABILITY: "助残", pev.AID_KIND_ELDERLY: "助老",
+                 pev.AID_KIND_MEDICAL: "助医", pev.AID_KIND_EDUCATION: "助学"}
         programmes = [await pr.OpenAidProgramme(papi.OpenAidProgrammeRequest(
-            request_id=self.rid(), kind=k, name=pev.AidKind.Name(k)), metadata=md) for k in kinds]
+            request_id=self.rid(), kind=k, name=f"{name}基金"), metadata=md) for k, name in kinds.items()]
         for n, (name, kind, category) in enumerate(PARTNERS):
             p = await pr.RegisterPartner(papi.RegisterPartnerRequest(request_id=self.rid(), name=name, kind=kind),
                                          metadata=md)

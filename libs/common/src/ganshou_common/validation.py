@@ -108,6 +108,15 @@ class Violations:
             self.add(field, f"in the future ({when:%Y-%m-%d %H:%M} UTC; now {now:%Y-%m-%d %H:%M} UTC): "
                             "when it happened, or leave it out for now")
 
+    def recent(self, field: str, when: datetime, now: datetime, within: timedelta) -> None:
+        """A time when something happened that is logged soon after it (a hotline call): not
+        in the future and no longer ago than `within`. Older, it would land in figures long
+        reported, its promise judged late the moment it is logged."""
+        self.not_in_future(field, when, now)
+        if when < now - within:
+            self.add(field, f"{when:%Y-%m-%d %H:%M} UTC is more than {within.days} days ago: "
+                            f"log it within {within.days} days of when it happened")
+
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)

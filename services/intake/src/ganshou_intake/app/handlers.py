@@ -11,7 +11,7 @@ this household"): a dataclass copy of each would add only a mapping to keep in s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ganshou.common.v1 import types_pb2
 from ganshou.intake.v1 import events_pb2 as ev
@@ -29,6 +29,10 @@ from ganshou_intake.adapters import read_models as rm
 from ganshou_intake.adapters.known_communities import KnownCommunities
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
 from ganshou_intake.domain.validation import PHONE_FORMAT, check_household, check_resident, valid_phone
+
+# A call is logged after it ends, at worst after a few days' outage of the hotline's system;
+# one older than this would rewrite figures long reported.
+CALL_LOGGED_WITHIN = timedelta(days=7)
 
 
 def _meta(who: Principal, correlation_id: str, request_id: str) -> Metadata:
@@ -326,7 +330,7 @@ class IntakeApp:
         if req.caller_phone and not valid_phone(req.caller_phone):
             v.add("caller_phone", PHONE_FORMAT)
         if req.HasField("received_at"):
-            v.not_in_future("received_at", req.received_at.ToDatetime(tzinfo=UTC), _now())
+            v.recent("received_at", req.received_at.ToDatetime(tzinfo=UTC), _now(), CALL_LOGGED_WITHIN)
         v.raise_if_any()
         who.require_community(req.community_id)
 

@@ -445,7 +445,7 @@ class LogHotlineCallRequest(_message.Message):
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp:
         """When the call came in (a call logged after it ended); defaults to now. Never later than
-        now (5 minutes' leeway for a device's clock): INVALID_ARGUMENT.
+        now (5 minutes' leeway for a device's clock) nor more than 7 days ago: INVALID_ARGUMENT.
         """
 
     def __init__(
