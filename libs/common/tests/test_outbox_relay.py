@@ -12,6 +12,7 @@ import random
 import signal
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -168,3 +169,33 @@ async def test_no_commit_notifies(pg_database: str) -> None:
     finally:
         await conn.close()
     assert notifying == []
+
+
+async def test_an_event_stored_with_an_infinite_time_does_not_stop_the_relay(
+    pg_database: str, kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    """asyncpg stores datetime.min as -infinity, which no epoch holds: the relay once failed on
+    such an event at every fetch, and every event behind it waited. It is dated when recorded."""
+    await migrate(pg_database)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(unique_topic, num_partitions=1, replication_factor=1)])
+    await admin.close()
+    store = await PostgresEventStore.connect(pg_database)
+    async with store.transaction() as tx:
+        await tx.append(StreamAppend("s-1", "thing", ANY_VERSION, [
+            NewEvent("ganshou.test.v1.Happened", b"dateless", occurred_at=datetime.min.replace(tzinfo=UTC)),
+            NewEvent("ganshou.test.v1.Happened", b"behind it")]))
+    env = {"DATABASE_URL": pg_database, "KAFKA_BOOTSTRAP": kafka_bootstrap, "GANSHOU_SERVICE": "test",
+           "OUTBOX_TOPIC": unique_topic, "METRICS_PORT": str(free_port())}
+    relay = spawn_module("ganshou_common.outbox", env, tmp_path / "relay.log")
+    try:
+        async with asyncio.timeout(30):
+            while await store.outbox_backlog():
+                await asyncio.sleep(0.2)
+    finally:
+        kill(relay, signal.SIGTERM)
+        await store.close()
+    messages = await read_topic(kafka_bootstrap, unique_topic)
+    assert [m.payload.value for m in messages] == [b"dateless", b"behind it"]
+    assert messages[0].occurred_at == messages[0].recorded_at

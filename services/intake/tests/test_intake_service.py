@@ -199,6 +199,14 @@ async def test_visits_only_to_due_households_in_an_open_campaign(intake, communi
     c = await intake.stub.OpenVisitCampaign(api.OpenVisitCampaignRequest(
         request_id=rid(), community_id=community_id, title="only a", household_ids=[a.household_id],
         starts_at=ts(now - timedelta(days=1)), ends_at=ts(now + timedelta(days=1))), metadata=intake.admin())
+    # A campaign is a season's work (at most 366 days), of this century (a year-1 start once
+    # let a visit of year 1 be stored as -infinity and stop the relay).
+    for starts, ends, field in ((now - timedelta(days=1), now + timedelta(days=400), "ends_at"),
+                                (datetime(1, 1, 1, tzinfo=UTC), now, "starts_at")):
+        err = await error_of(intake.stub.OpenVisitCampaign(api.OpenVisitCampaignRequest(
+            request_id=rid(), community_id=community_id, title="too long", starts_at=ts(starts), ends_at=ts(ends)),
+            metadata=intake.admin()))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field in field_violations(err)
     err = await error_of(intake.stub.RecordVisit(api.RecordVisitRequest(
         request_id=rid(), campaign_id=c.campaign_id, household_id=b.household_id, outcome=ev.VISIT_OUTCOME_MET),
         metadata=intake.admin()))

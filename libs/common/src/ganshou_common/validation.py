@@ -145,12 +145,15 @@ def decode_page_token(token: str) -> str:
     return raw[6:].decode()
 
 
-_MIN_S, _MAX_S = -62135596800, 253402300799  # 0001-01-01 … 9999-12-31, as google.protobuf.Timestamp allows
+# The times a request may carry: those of a town's service, 2000-01-01 … 2099-12-31 (a
+# Timestamp allows years 1–9999, but asyncpg stores 0001-01-01 00:00 exactly as -infinity,
+# which once stopped a relay on the event it could not date).
+_MIN_S, _MAX_S = 946684800, 4102444799
 
 
 def check_request(msg, prefix: str = "") -> None:
-    """Checks every RPC's request gets before any handler sees it: each Timestamp is one a
-    calendar has, and no text holds a NUL character (PostgreSQL text cannot store one). A
+    """Checks every RPC's request gets before any handler sees it: each Timestamp is one of
+    this century, and no text holds a NUL character (PostgreSQL text cannot store one). A
     failure is INVALID_ARGUMENT naming the field."""
     v = Violations()
     _walk(msg, prefix, v)
@@ -171,6 +174,6 @@ def _walk(msg, prefix: str, v: Violations) -> None:
             path = f"{prefix}{f.name}" + (f"[{i}]" if i is not None else "")
             if f.message_type.full_name == "google.protobuf.Timestamp":
                 if not (_MIN_S <= item.seconds <= _MAX_S and 0 <= item.nanos <= 999_999_999):
-                    v.add(path, "not a valid time (years 1–9999, nanos 0–999,999,999)")
+                    v.add(path, "not a time of this service (years 2000–2099, nanos 0–999,999,999)")
             else:
                 _walk(item, path + ".", v)

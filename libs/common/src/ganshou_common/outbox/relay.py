@@ -44,10 +44,13 @@ LEADER = Gauge("ganshou_outbox_relay_leader", "1 while this relay holds the lead
 # several times cheaper than from datetimes, and the relay is CPU-bound in Python.
 # The outbox's first rows, then each one's event by its key (OFFSET 0 keeps the planner
 # from merging the join, which walked the events index from its start: 25 ms a fetch
-# after ~50k events, and growing; measured with pg_stat_statements).
+# after ~50k events, and growing; measured with pg_stat_statements). An event stored with
+# an infinite time (asyncpg's mapping of datetime.min) is dated when recorded rather than
+# stopping the relay on it.
 _FETCH = """
 SELECT e.position, e.event_id::text, e.stream_id, e.stream_type, e.version, e.event_type, e.payload,
-       e.community_id, (extract(epoch FROM e.occurred_at) * 1000000)::bigint AS occurred_us,
+       e.community_id, (extract(epoch FROM CASE WHEN isfinite(e.occurred_at) THEN e.occurred_at
+                                                  ELSE e.recorded_at END) * 1000000)::bigint AS occurred_us,
        (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_us, e.correlation_id,
        e.causation_id, e.actor_subject, e.actor_role
 FROM (SELECT position FROM outbox ORDER BY position LIMIT $1) o

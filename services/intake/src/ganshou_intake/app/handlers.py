@@ -33,6 +33,8 @@ from ganshou_intake.domain.validation import PHONE_FORMAT, check_household, chec
 # A call is logged after it ends, at worst after a few days' outage of the hotline's system;
 # one older than this would rewrite figures long reported.
 CALL_LOGGED_WITHIN = timedelta(days=7)
+# A visiting campaign (走千家) is a season's work; a longer one would be due for ever.
+CAMPAIGN_AT_MOST = timedelta(days=366)
 
 
 def _meta(who: Principal, correlation_id: str, request_id: str) -> Metadata:
@@ -198,6 +200,8 @@ class IntakeApp:
             v.add("ends_at", "required")
         elif req.HasField("starts_at") and req.ends_at.ToDatetime() <= req.starts_at.ToDatetime():
             v.add("ends_at", "must be after starts_at")
+        elif req.HasField("starts_at") and req.ends_at.ToDatetime() - req.starts_at.ToDatetime() > CAMPAIGN_AT_MOST:
+            v.add("ends_at", f"a campaign runs at most {CAMPAIGN_AT_MOST.days} days from starts_at")
         v.raise_if_any()
         who.require_community(req.community_id)
 
