@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import uuid
 from pathlib import Path
@@ -109,6 +110,32 @@ async def test_illegal_transitions_and_bad_input_are_refused_and_change_nothing(
     assert err.code() == grpc.StatusCode.NOT_FOUND
     got = await casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=admin)
     assert got.case.version == 1 and got.case.status == api.CASE_STATUS_OPEN
+
+
+async def test_a_case_is_found_by_its_demand_and_listed_newest_first(casework, community_id) -> None:
+    admin = casework.auth(Role.TOWN_ADMIN)
+    demands = [str(uuid.uuid4()) for _ in range(5)]
+    cases = [await casework.open_case(community_id, demand_id=d) for d in demands]  # opened one after another
+    got = await casework.stub.GetCase(api.GetCaseRequest(demand_id=demands[2]), metadata=admin)
+    assert got.case.case_id == cases[2] and got.case.demand_id == demands[2]
+    err = await error_of(casework.stub.GetCase(api.GetCaseRequest(demand_id=str(uuid.uuid4())), metadata=admin))
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "demand" in err.details()
+    err = await error_of(casework.stub.GetCase(api.GetCaseRequest(case_id=cases[0], demand_id=demands[0]),
+                                               metadata=admin))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "demand_id" in field_violations(err)
+    err = await error_of(casework.stub.GetCase(api.GetCaseRequest(), metadata=admin))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "case_id" in field_violations(err)
+    listed, token = [], ""
+    while True:
+        page = await casework.stub.ListCases(api.ListCasesRequest(community_id=community_id, page_size=2,
+                                                                  page_token=token), metadata=admin)
+        listed += [c.case_id for c in page.cases]
+        if not (token := page.next_page_token):
+            break
+    assert listed == cases[::-1]
+    err = await error_of(casework.stub.ListCases(api.ListCasesRequest(
+        community_id=community_id, page_token=base64.urlsafe_b64encode(b"after:yesterday|x").decode()), metadata=admin))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
 
 
 async def test_scopes_other_community_and_partner_staff(casework, community_id) -> None:

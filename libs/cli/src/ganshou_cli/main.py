@@ -246,14 +246,17 @@ def cases_list(community: str, status: str = "", overdue: bool = False,
 
 
 @cases_app.command("show")
-def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or json")] = "table",
+               demand: Annotated[bool, typer.Option("--demand", help="the id is a demand's: show the case that follows it")] = False) -> None:
     """One case with its whole history."""
     from ganshou.casework.v1 import casework_service_pb2 as capi
+
+    request = capi.GetCaseRequest(demand_id=case_id) if demand else capi.GetCaseRequest(case_id=case_id)
 
     async def run():
         clients = Clients.connect()
         try:
-            return (await clients.casework.GetCase(capi.GetCaseRequest(case_id=case_id),
+            return (await clients.casework.GetCase(request,
                                                    metadata=clients.metadata)).case
         except grpc.aio.AioRpcError as exc:
             _fail(exc)

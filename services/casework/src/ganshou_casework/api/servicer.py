@@ -69,7 +69,7 @@ class CaseworkServicer(rpc.CaseworkServiceServicer):
 
     @admits(ADMIN, CADRE, HOTLINE, PARTNER, AUDITOR)
     async def GetCase(self, request, context):
-        return api.GetCaseResponse(case=await self.app.get_case(who(), request.case_id))
+        return api.GetCaseResponse(case=await self.app.get_case(who(), request))
 
     @admits(ADMIN, CADRE, HOTLINE, AUDITOR)
     async def ListCases(self, request, context):

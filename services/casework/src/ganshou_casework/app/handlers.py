@@ -39,6 +39,17 @@ def case_id_for(demand_id: str) -> str:
     return derived_id(CASE_NS, demand_id)
 
 
+def _newest_first_after(token: str) -> tuple[datetime | None, str]:
+    """Where a page of cases, newest first, starts after: the last case's opened_at and id."""
+    if not token:
+        return None, ""
+    at, _, case_id = decode_page_token(token).partition("|")
+    try:
+        return datetime.fromisoformat(at), case_id
+    except ValueError:
+        raise InvalidArgument.field("page_token", "not a token from a previous page") from None
+
+
 def _fp(req) -> str:
     return fingerprint(req.DESCRIPTOR.full_name, req.SerializeToString(deterministic=True))
 
@@ -197,13 +208,17 @@ class CaseworkApp:
 
     # ---- queries ---------------------------------------------------------------------------
 
-    async def get_case(self, who: Principal, case_id: str) -> api.Case:
-        if not case_id:
-            raise InvalidArgument.field("case_id", "required")
+    async def get_case(self, who: Principal, req: api.GetCaseRequest) -> api.Case:
+        if req.case_id and req.demand_id:
+            raise InvalidArgument.field("demand_id", "give case_id or demand_id, not both")
+        if not (req.case_id or req.demand_id):
+            raise InvalidArgument.field("case_id", "required (or demand_id: the demand the case follows)")
+        case_id = req.case_id or case_id_for(req.demand_id)
         async with self.store.transaction() as tx:
             stored = await repo.load_events(tx, case_id)
         if not stored:
-            raise NotFound(f"no case {case_id!r}")
+            raise NotFound(f"no case {req.case_id!r}" if req.case_id else
+                           f"no case for demand {req.demand_id!r} (yet: casework opens it moments after the demand)")
         case = Case.rebuild([decode_payload(s.event_type, s.payload) for s in stored])
         _check_access(who, case, partner_may=True)
         return case_view(case, stored)
@@ -214,18 +229,20 @@ class CaseworkApp:
         v.raise_if_any()
         who.require_community(req.community_id)
         limit = page_size(req.page_size)
+        after_at, after_id = _newest_first_after(req.page_token)
         rows = await self.store.pool.fetch(
-            "SELECT c.case_id FROM cases c WHERE c.community_id = $1 AND ($2 = 0 OR c.status = $2) "
+            "SELECT c.case_id, c.opened_at FROM cases c WHERE c.community_id = $1 AND ($2 = 0 OR c.status = $2) "
             "AND ($3 = 0 OR c.track = $3) AND (NOT $4 OR c.broken_promises > 0 OR EXISTS ("
             "  SELECT 1 FROM promise_timers t WHERE t.case_id = c.case_id AND t.state = 'pending' AND t.due_at < now())) "
-            "AND c.case_id > $5 ORDER BY c.case_id LIMIT $6",
-            req.community_id, req.status, req.track, req.overdue_only, decode_page_token(req.page_token), limit)
+            "AND ($5::timestamptz IS NULL OR (c.opened_at, c.case_id) < ($5, $6)) "
+            "ORDER BY c.opened_at DESC, c.case_id DESC LIMIT $7",
+            req.community_id, req.status, req.track, req.overdue_only, after_at, after_id, limit)
         out = api.ListCasesResponse()
         async with self.store.transaction() as tx:
             for r in rows:
                 out.cases.append(case_view(await repo.load(tx, r["case_id"])))
         if len(rows) == limit:
-            out.next_page_token = encode_page_token(rows[-1]["case_id"])
+            out.next_page_token = encode_page_token(f"{rows[-1]['opened_at'].isoformat()}|{rows[-1]['case_id']}")
         return out
 
     # ---- reactions to other services' events ----------------------------------------------

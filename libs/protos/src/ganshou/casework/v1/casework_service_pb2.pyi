@@ -768,15 +768,22 @@ class GetCaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
+    DEMAND_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    """The case, or the demand it follows (the demand_id RaiseDemand, LogHotlineCall or
+    RecordVisit answered): one of them. Casework opens a demand's case from intake's event
+    moments after the demand is raised; NOT_FOUND until then.
+    """
+    demand_id: _builtins.str
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
+        demand_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "demand_id", b"demand_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -804,6 +811,8 @@ Global___GetCaseResponse: _TypeAlias = GetCaseResponse  # noqa: Y015
 
 @_typing.final
 class ListCasesRequest(_message.Message):
+    """Newest first: by when the case's demand was raised (a case's opened_at)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COMMUNITY_ID_FIELD_NUMBER: _builtins.int
