@@ -250,6 +250,7 @@ def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or 
                demand: Annotated[bool, typer.Option("--demand", help="the id is a demand's: show the case that follows it")] = False) -> None:
     """One case with its whole history."""
     from ganshou.casework.v1 import casework_service_pb2 as capi
+    from ganshou.casework.v1 import events_pb2 as cev
 
     request = capi.GetCaseRequest(demand_id=case_id) if demand else capi.GetCaseRequest(case_id=case_id)
 
@@ -270,7 +271,8 @@ def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or 
     console.print(f"[bold]{k.case_id}[/bold] {k.community_id} {k.category}: {k.description}")
     console.print(f"status {capi.CaseStatus.Name(k.status)}, contacts {k.contacts}, reopened {k.reopen_count}")
     for p in k.promises:
-        console.print(f"  promise {p.kind}: due {p.due_at.ToDatetime():%H:%M}, {p.state}")
+        kind = cev.PromiseKind.Name(p.kind).removeprefix("PROMISE_KIND_").lower().replace("_", " ")
+        console.print(f"  promise of {kind}: due {p.due_at.ToDatetime():%Y-%m-%d %H:%M} UTC, {p.state}")
     table = Table(title="history")
     for col in ("v", "event", "by", "at", "detail"):
         table.add_column(col)
