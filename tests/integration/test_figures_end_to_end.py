@@ -24,6 +24,7 @@ from ganshou.metrics.v1 import metrics_service_pb2 as mapi
 from ganshou.partner_resource.v1 import events_pb2 as pev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
 from ganshou_common.grpc_scaffold.auth import Role
+from ganshou_common.grpc_scaffold.errors import field_violations
 from ganshou_common.testing.kafka import read_records
 
 pytestmark = pytest.mark.integration
@@ -205,6 +206,12 @@ async def test_figures_end_to_end(system) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await system.metrics().GetFigures(mapi.GetFiguresRequest(community_id=c), metadata=cadre)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # An id no community could have is refused, naming the field (one not projected yet answers zeros).
+    admin = system.auth(Role.TOWN_ADMIN)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await system.metrics().GetFigures(mapi.GetFiguresRequest(community_id="ZJ 01!", segment=42), metadata=admin)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(refused.value)) == {"community_id", "segment"}
 
     before = await figures(system, c)
     # Replaying every event already consumed changes no figure.

@@ -12,6 +12,7 @@ from ganshou_common.errors import InvalidArgument, PermissionDenied
 from ganshou_common.grpc_scaffold.auth import Principal, Role
 from ganshou_common.grpc_scaffold.interceptor import current_principal
 from ganshou_common.grpc_scaffold.policy import admits
+from ganshou_common.validation import Violations
 from ganshou_metrics.adapters.faust_app import Projection
 
 SERVICE = "ganshou.metrics.v1.MetricsService"
@@ -19,8 +20,12 @@ READERS = (Role.TOWN_ADMIN, Role.COMMUNITY_CADRE, Role.HOTLINE_OPERATOR, Role.PA
 
 
 def _check(who: Principal, community_id: str, segment: int) -> None:
+    v = Violations()
     if segment and segment not in types_pb2.Segment.values():
-        raise InvalidArgument.field("segment", f"unknown segment {segment}")
+        v.add("segment", f"unknown segment {segment}")
+    if community_id:  # an id no community could have; one not projected yet answers zeros
+        v.code("community_id", community_id)
+    v.raise_if_any()
     if who.role == Role.COMMUNITY_CADRE and not community_id:
         if len(who.communities) != 1:
             raise InvalidArgument.field("community_id", "required: name one of your communities")
