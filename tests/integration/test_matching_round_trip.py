@@ -90,7 +90,7 @@ async def test_help_requested_is_matched_and_the_partner_assigned(pg_port: int, 
 
             async with asyncio.timeout(45):
                 while True:
-                    case = await casework.get_case(ADMIN, case_id)
+                    case = await casework.get_case(ADMIN, capi.GetCaseRequest(case_id=case_id))
                     if case.partner_id:
                         break
                     await asyncio.sleep(0.2)

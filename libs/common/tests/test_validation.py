@@ -3,6 +3,7 @@ have, told with the field's name."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -67,3 +68,14 @@ def test_counts_and_amounts_stay_within_what_a_town_could_have(n: int) -> None:
     assert (_refused(lambda v: v.count("person_times", n)) == []) == (1 <= n <= MAX_COUNT)
     assert (_refused(lambda v: v.count("evening", n, at_least=0)) == []) == (0 <= n <= MAX_COUNT)
     assert (_refused(lambda v: v.fen("amount.fen", n)) == []) == (1 <= n <= MAX_FEN)
+
+
+@given(st.text(max_size=60))
+def test_a_page_token_round_trips_and_anything_else_is_refused_by_name(key: str) -> None:
+    from ganshou_common.validation import decode_page_token, encode_page_token
+
+    assert decode_page_token(encode_page_token(key)) == key
+    for bad in ("garbage!!", "ééé", base64.urlsafe_b64encode(b"after:\xff\xfe").decode(), "YWZ0ZXI"):
+        with pytest.raises(InvalidArgument) as caught:
+            decode_page_token(bad)
+        assert [v.field for v in caught.value.violations] == ["page_token"]

@@ -138,11 +138,11 @@ def decode_page_token(token: str) -> str:
         return ""
     try:
         raw = base64.urlsafe_b64decode(token.encode())
-    except (ValueError, binascii.Error):
-        raw = b""
-    if not raw.startswith(b"after:"):
-        raise InvalidArgument.field("page_token", "not a token from a previous page")
-    return raw[6:].decode()
+        if raw.startswith(b"after:"):
+            return raw[6:].decode()
+    except (ValueError, binascii.Error):  # not base64, or not UTF-8 within
+        pass
+    raise InvalidArgument.field("page_token", "not a token from a previous page")
 
 
 # The times a request may carry: those of a town's service, 2000-01-01 … 2099-12-31 (a
