@@ -49,6 +49,8 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
     assert cases and {"case_id", "status"} <= set(cases[0])
     shown = await ganshou(system, "cases", "show", cases[0]["case_id"])
     assert shown.returncode == 0 and "CaseOpened" in shown.stdout
+    by_demand = await ganshou(system, "cases", "show", "--demand", cases[0]["demand_id"])
+    assert by_demand.returncode == 0 and cases[0]["case_id"] in by_demand.stdout
     missing = await ganshou(system, "cases", "show", "no-such-case")
     assert missing.returncode == 2 and "NOT_FOUND" in missing.stdout
 
@@ -64,7 +66,8 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
         img = Image.open(page).convert("RGB")
         red = sum(1 for r, g, b in img.get_flattened_data() if r > 150 and g < 90 and b < 90)
         assert red > 0.01 * img.width * img.height, f"{page.name} has no chart"
-    assert "<h1>张江镇感受式服务简报" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "<h1>张江镇感受式服务简报" in html and "累计" in html  # totals, the period only a label
 
     from ganshou.intake.v1 import intake_service_pb2 as iapi
 

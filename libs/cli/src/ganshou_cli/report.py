@@ -102,6 +102,11 @@ def _bar(ax, labels, values, title, percent=False):
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
 
 
+def as_of_line(d: ReportData) -> str:
+    """When the figures were read, and that they are totals: the period only labels the report."""
+    return f"数据截至 {d.as_of:%Y年%m月%d日 %H:%M}（UTC），为系统启用以来的累计数"
+
+
 def pages(d: ReportData) -> list[plt.Figure]:
     plt.rcParams["font.family"] = FONT
     plt.rcParams["axes.unicode_minus"] = False
@@ -109,7 +114,7 @@ def pages(d: ReportData) -> list[plt.Figure]:
     out = []
     fig = plt.figure(figsize=(8.27, 11.69))
     fig.suptitle(f"张江镇感受式服务简报（{d.period}）", fontsize=18)
-    fig.text(0.08, 0.92, f"数据截至 {d.as_of:%Y年%m月%d日 %H:%M}（UTC）", fontsize=10)
+    fig.text(0.08, 0.92, as_of_line(d), fontsize=10)
     for i, (k, v) in enumerate(headline(d)):
         fig.text(0.1, 0.86 - i * 0.035, k, fontsize=12)
         fig.text(0.45, 0.86 - i * 0.035, v, fontsize=12)
@@ -170,6 +175,7 @@ def render(d: ReportData, pdf_path, html_path=None) -> list[str]:
         rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in headline(d))
         imgs = "".join(f'<img alt="图表" src="data:image/png;base64,{b}">' for b in images)
         html_path.write_text(f"<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>感受式服务简报</title>"
-                             f"<h1>张江镇感受式服务简报（{d.period}）</h1><table>{rows}</table>{imgs}</html>",
+                             f"<h1>张江镇感受式服务简报（{d.period}）</h1><p>{as_of_line(d)}</p>"
+                             f"<table>{rows}</table>{imgs}</html>",
                              encoding="utf-8")
     return [str(w.message) for w in caught if "missing from font" in str(w.message) or "Glyph" in str(w.message)]
