@@ -26,6 +26,18 @@ class Parsed:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (row, field, reason)
     rows: dict[int, dict] = field(default_factory=dict)
     encoding: str = "utf-8-sig"  # the file's, as read
+    lines_of: dict[int, list[int]] = field(default_factory=dict)  # a row → every row of its household
+
+    def whole_households(self, rejected: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """Each rejected household with every row of it: a household is kept or rejected
+        whole, so the rejected file, mended and imported again, brings all its people."""
+        named = {line for line, _, _ in rejected}
+        out = list(rejected)
+        for line, _, _ in rejected:
+            out += [(other, "household_ref", f"rejected with its household: see row {line}")
+                    for other in self.lines_of.get(line, []) if other not in named]
+            named.update(self.lines_of.get(line, []))
+        return sorted(out)
 
 
 def _enum(enum, prefix: str, names: str, column: str) -> list[int]:
@@ -52,27 +64,35 @@ def read_text(path: Path) -> tuple[str, str]:
 
 def parse(path: Path) -> Parsed:
     out = Parsed()
-    groups: dict[str, int] = {}
+    lines: dict[str, list[int]] = {}  # household_ref → its rows
+    households: dict[str, api.RegisterHouseholdRequest] = {}
+    unread: dict[str, list[tuple[int, str, str]]] = {}  # household_ref → its rows that cannot be read
     text, out.encoding = read_text(path)
     with io.StringIO(text, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
             out.rows[line] = row
             ref = row.get("household_ref") or f"line-{line}"
+            lines.setdefault(ref, []).append(line)
             try:
                 resident = api.ResidentInput(
                     name=row.get("name", ""), phone=row.get("phone", ""), id_number=row.get("id_number", ""),
                     segment=(_enum(t.Segment, "SEGMENT", row.get("segment", ""), "segment") or [0])[0],
                     care_groups=_enum(t.CareGroup, "CARE_GROUP", row.get("care_groups", ""), "care_groups"))
-                if ref not in groups:
-                    groups[ref] = len(out.households)
-                    out.households.append((line, api.RegisterHouseholdRequest(
+                if ref not in households:
+                    households[ref] = api.RegisterHouseholdRequest(
                         community_id=row.get("community_id", ""), address=row.get("address", ""),
                         segments=_enum(t.Segment, "SEGMENT", row.get("segments", ""), "segments"),
-                        care_groups=resident.care_groups)))
-                out.households[groups[ref]][1].residents.append(resident)
+                        care_groups=resident.care_groups)
+                households[ref].residents.append(resident)
             except ValueError as exc:
                 column, _, reason = str(exc).partition(": ")
-                out.rejected.append((line, column, reason))
+                unread.setdefault(ref, []).append((line, column, reason))
+    for ref, rows in lines.items():
+        out.lines_of.update(dict.fromkeys(rows, rows))
+        if ref in unread:  # not sent without some of its people: rejected whole
+            out.rejected += unread[ref]
+        else:
+            out.households.append((rows[0], households[ref]))
     return out
 
 

@@ -193,7 +193,7 @@ def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
             await clients.close()
 
     result = asyncio.run(run())
-    bad = parsed.rejected + [(r.row_number, r.field, r.reason) for r in result.rejected]
+    bad = parsed.whole_households(parsed.rejected + [(r.row_number, r.field, r.reason) for r in result.rejected])
     console.print(f"imported {result.households_imported} households, {result.residents_imported} residents; "
                   f"{len(bad)} rows rejected")
     if bad:
