@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 
@@ -9,7 +10,16 @@ import asyncpg
 import pytest
 
 from ganshou_common.migrate import migrate
-from ganshou_common.pii import MasterKey, MemoryKeyRing, PostgresKeyRing, record_access, seal, unseal
+from ganshou_common.pii import (
+    MasterKey,
+    MemoryKeyRing,
+    PostgresKeyRing,
+    keyed_digest,
+    lookup_key,
+    record_access,
+    seal,
+    unseal,
+)
 
 
 async def test_sealed_fields_open_only_for_their_person_and_field() -> None:
@@ -63,3 +73,20 @@ async def test_keys_on_postgres_are_wrapped_and_erasure_is_final(pg_database: st
         assert (row["actor"], row["fields"], row["purpose"]) == ("cadre-1", ["name", "phone"], "home visit")
     finally:
         await conn.close()
+
+
+async def test_a_lookup_key_is_made_once_and_wrapped_like_a_persons(pg_database: str) -> None:
+    """Each replica at its start asks for it: all get the one made first, and a digest under it
+    tells equal values apart from others without holding them."""
+    await migrate(pg_database)
+    master = MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode())
+    pool = await asyncpg.create_pool(pg_database, min_size=2, max_size=4)
+    try:
+        keys = await asyncio.gather(*(lookup_key(pool, master, "id_number") for _ in range(4)))
+        assert len(set(keys)) == 1 and len(keys[0]) == 32
+        wrapped = await pool.fetchval("SELECT wrapped_key FROM subject_keys WHERE subject_id = 'lookup-id_number'")
+        assert keys[0] not in bytes(wrapped)
+        a, b = keyed_digest(keys[0], "11010519491231002X"), keyed_digest(keys[0], "110105194912310021")
+        assert a == keyed_digest(keys[0], "11010519491231002X") and a != b and b"1101" not in a
+    finally:
+        await pool.close()

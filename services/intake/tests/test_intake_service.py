@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -25,13 +26,16 @@ NAMES = ["王小明", "李秀英"]
 PHONES = ["13800138000", "13912345678"]
 
 
-def id_number(seed: int) -> str:
-    body = f"31011519{80 + seed % 20:02d}0{1 + seed % 9}1{seed % 10}{seed % 7}{seed % 10}{seed % 3}"[:17]
+_people = itertools.count(1)
+IDS: list[str] = []  # every ID number handed out here: one person each (intake refuses one twice)
+
+
+def id_number() -> str:
+    n = next(_people)
+    body = f"310115{1950 + n // 1000 % 50}0101{n % 1000:03d}"
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11]
-
-
-IDS = [id_number(1), id_number(2)]
+    IDS.append(body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11])
+    return IDS[-1]
 
 
 def rid() -> str:
@@ -48,7 +52,7 @@ def household_request(community_id: str, **over) -> api.RegisterHouseholdRequest
     req = api.RegisterHouseholdRequest(
         request_id=rid(), community_id=community_id, address="张江镇 科苑路 88弄 3号 502室",
         segments=[t.SEGMENT_LOCAL], care_groups=[t.CARE_GROUP_HARDSHIP],
-        residents=[api.ResidentInput(name=NAMES[i], phone=PHONES[i], id_number=IDS[i], segment=t.SEGMENT_LOCAL)
+        residents=[api.ResidentInput(name=NAMES[i], phone=PHONES[i], id_number=id_number(), segment=t.SEGMENT_LOCAL)
                    for i in range(2)],
     )
     for k, v in over.items():
@@ -370,3 +374,51 @@ async def test_an_import_of_several_chunks_in_flight_keeps_the_rows_order_and_is
                                                                   purpose="import check"), metadata=intake.admin())
     assert (first.household.address, last.household.address) == ("科苑路1号", "科苑路2150号")
     await conn.close()
+
+
+async def test_one_person_is_one_resident_across_households_until_erased(intake, community_id) -> None:
+    await setup_community(intake, community_id)
+    admin = intake.admin()
+    first_req = household_request(community_id)
+    first = await intake.stub.RegisterHousehold(first_req, metadata=admin)
+    number = first_req.residents[0].id_number
+    # The same person in another household (the number in any case) is refused, naming the field and the record.
+    again = household_request(community_id)
+    again.residents[1].id_number = number.lower()
+    err = await error_of(intake.stub.RegisterHousehold(again, metadata=admin))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "residents[1].id_number" in err.details() and first.resident_ids[0] in err.details()
+    other = await intake.stub.RegisterHousehold(household_request(community_id, residents=[]), metadata=admin)
+    person = api.ResidentInput(name="张三", id_number=number, segment=t.SEGMENT_LOCAL)
+    err = await error_of(intake.stub.RegisterResident(api.RegisterResidentRequest(
+        request_id=rid(), household_id=other.household_id, resident=person), metadata=admin))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and "resident.id_number" in err.details()
+    # An import refuses a row naming them, and the second of two rows naming one new person; the rest are kept.
+    twin = id_number()
+    rows = [household_request(community_id, request_id="") for _ in range(4)]
+    rows[0].residents[0].id_number = number
+    rows[1].residents[1].id_number = twin
+    rows[3].residents[0].id_number = twin
+
+    request_id = rid()
+
+    async def send():
+        for n, row in enumerate(rows, start=1):
+            yield api.ImportHouseholdsRequest(request_id=request_id, row_number=n, household=row)
+
+    result = await intake.stub.ImportHouseholds(send(), metadata=admin)
+    assert sorted((r.row_number, r.field) for r in result.rejected) == [(1, "residents[0].id_number"),
+                                                                       (4, "residents[0].id_number")]
+    assert result.households_imported == 2
+    # The refused rows' other people were not kept: row 1's second person can be registered now.
+    kept = await intake.stub.RegisterResident(api.RegisterResidentRequest(
+        request_id=rid(), household_id=other.household_id,
+        resident=api.ResidentInput(name="李四", id_number=rows[0].residents[1].id_number, segment=t.SEGMENT_LOCAL)),
+        metadata=admin)
+    assert kept.resident_id
+    # Once the first record is erased, the person can be registered where they live now.
+    await intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=first.resident_ids[0],
+                                                             reason="搬家"), metadata=admin)
+    moved = await intake.stub.RegisterResident(api.RegisterResidentRequest(
+        request_id=rid(), household_id=other.household_id, resident=person), metadata=admin)
+    assert moved.resident_id

@@ -81,6 +81,7 @@ class Town:
         self._n = 0
         self.households: dict[str, list[iapi.RegisterHouseholdResponse]] = {}
         self.demands: dict[str, list[str]] = {}
+        self._id_numbers: set[str] = set()
 
     def rid(self) -> str:
         self._n += 1
@@ -113,13 +114,20 @@ class Town:
         task = progress.add_task("organisations, volunteers, service windows", total=len(ids))
         await self._region(ids, progress, task)
 
+    def _id_number(self) -> str:
+        """One no other resident of the town has: one person, one resident (intake refuses a second)."""
+        while (number := _id_number(self.rng)) in self._id_numbers:
+            pass
+        self._id_numbers.add(number)
+        return number
+
     def _household(self, cid: str, h: int) -> iapi.RegisterHouseholdRequest:
         rng = self.rng
         segment = _pick(rng, SEGMENTS)
         care = [rng.choice([t.CARE_GROUP_HARDSHIP, t.CARE_GROUP_SPECIAL, t.CARE_GROUP_VULNERABLE])] \
             if rng.random() < 0.15 else []
         residents = [iapi.ResidentInput(name=rng.choice(SURNAMES) + rng.choice(GIVEN), phone=_phone(rng),
-                                        id_number=_id_number(rng), segment=segment, care_groups=care)
+                                        id_number=self._id_number(), segment=segment, care_groups=care)
                      for _ in range(rng.randint(1, 3))]
         return iapi.RegisterHouseholdRequest(request_id=self.rid(), community_id=cid,
                                              address=f"{rng.randint(1, 300)}弄{rng.randint(1, 40)}号{rng.randint(101, 1802)}室",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from typing import Protocol
@@ -146,6 +148,24 @@ class PostgresKeyRing:
             subject_id, erased_by,
         )
         return not status.endswith(" 0")
+
+
+async def lookup_key(conn: asyncpg.Connection | asyncpg.Pool, master: MasterKey, name: str) -> bytes:
+    """The service's key for keyed digests of `name` values (ID numbers: to find one
+    registered twice without storing it). A subject key no person owns, made once, so
+    rotating the master key re-wraps it with the others; call it outside a transaction
+    that may roll back (at start), since the key is kept for the process's life."""
+    subject = f"lookup-{name}"
+    await conn.execute("INSERT INTO subject_keys (subject_id, wrapped_key) VALUES ($1, $2) "
+                       "ON CONFLICT (subject_id) DO NOTHING", subject, master.wrap(subject, AESGCM.generate_key(256)))
+    key = await PostgresKeyRing(conn, master).key_for(subject)
+    assert key is not None  # never erased: no person's
+    return key
+
+
+def keyed_digest(key: bytes, value: str) -> bytes:
+    """HMAC-SHA256: equal values match; without the key the digest tells nothing."""
+    return hmac.new(key, value.encode(), hashlib.sha256).digest()
 
 
 async def record_access(

@@ -13,7 +13,7 @@ from ganshou_common.group_commit import GroupCommitter
 from ganshou_common.grpc_scaffold.server import GrpcServer
 from ganshou_common.grpc_scaffold.settings import server_settings_from_env
 from ganshou_common.grpc_scaffold.tokens import verifier_from_env
-from ganshou_common.pii import MasterKey
+from ganshou_common.pii import MasterKey, lookup_key
 from ganshou_intake.api.servicer import SERVICE, IntakeServicer
 from ganshou_intake.app.handlers import IntakeApp
 
@@ -38,7 +38,8 @@ async def bootstrap(settings: Settings) -> tuple[GrpcServer, Callable[[], Awaita
     # one append between them instead of one each (docs/benchmarks.md).
     committer = GroupCommitter(store, settings.group_commit_workers) if settings.group_commit_workers > 0 else None
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
-    app = IntakeApp(store, settings.master_key, committer.execute if committer else None)
+    app = IntakeApp(store, settings.master_key, await lookup_key(store.pool, settings.master_key, "id_number"),
+                    committer.execute if committer else None)
     server.add(IntakeServicer(app), rpc.add_IntakeServiceServicer_to_server, SERVICE)
 
     async def close() -> None:

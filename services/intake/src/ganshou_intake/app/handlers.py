@@ -25,6 +25,7 @@ from ganshou_common.grpc_scaffold.auth import Principal
 from ganshou_common.ids import derived_id, new_id
 from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, Sealer, record_access, seal, unseal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
+from ganshou_intake.adapters import id_numbers
 from ganshou_intake.adapters import read_models as rm
 from ganshou_intake.adapters.known_communities import KnownCommunities
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
@@ -35,6 +36,11 @@ from ganshou_intake.domain.validation import PHONE_FORMAT, check_household, chec
 CALL_LOGGED_WITHIN = timedelta(days=7)
 # A visiting campaign (走千家) is a season's work; a longer one would be due for ever.
 CAMPAIGN_AT_MOST = timedelta(days=366)
+
+
+def _already_registered(field: str, holder: str) -> str:
+    return (f"{field}: this ID number is registered already, as resident {holder} (one person, one "
+            "resident: if they moved, erase that record first)")
 
 
 def _meta(who: Principal, correlation_id: str, request_id: str) -> Metadata:
@@ -67,6 +73,7 @@ class _NewHousehold:
 class IntakeApp:
     store: PostgresEventStore
     master_key: MasterKey
+    id_number_key: bytes  # for the digests of ID numbers (id_numbers.py), from pii.lookup_key
     run: Runner | None = None  # each command in its own transaction unless given (group commit)
 
     def __post_init__(self) -> None:
@@ -98,6 +105,13 @@ class IntakeApp:
         subjects = [stream("household", h.household_id) for h in households]
         subjects += [stream("resident", r) for h in households for r in h.resident_ids]
         return await PostgresKeyRing(tx.conn, self.master_key).create_many(subjects)
+
+    async def _claim_id_numbers(self, tx: PostgresTransaction, households: list[_NewHousehold]) -> dict[str, str]:
+        """Claim the ID numbers of new households' residents: {resident id: the resident
+        already holding its number} for each one refused (id_numbers.py)."""
+        claims = [(id_numbers.digest(self.id_number_key, r.id_number), rid)
+                  for h in households for rid, r in zip(h.resident_ids, h.req.residents, strict=True) if r.id_number]
+        return await id_numbers.claim(tx.conn, claims)
 
     def _stage_household(self, keys: dict[str, bytes], new: _NewHousehold
                          ) -> tuple[list[StreamAppend], rm.HouseholdRow, list[rm.ResidentRow]]:
@@ -140,6 +154,10 @@ class IntakeApp:
             if not await self._communities.exists(tx.conn, req.community_id):
                 raise InvalidArgument.field("community_id", f"no community {req.community_id!r}")
             new = _NewHousehold.of(new_id(), req)
+            held = await self._claim_id_numbers(tx, [new])
+            for i, rid in enumerate(new.resident_ids):
+                if rid in held:
+                    raise AlreadyExists(_already_registered(f"residents[{i}].id_number", held[rid]))
             keys = await self._new_keys(tx, [new])
             appends, row, residents = self._stage_household(keys, new)
             await tx.append_many(appends, _meta(who, cid, req.request_id))
@@ -160,6 +178,10 @@ class IntakeApp:
         async def decide(tx: PostgresTransaction) -> bytes:
             h = await self._household_in_scope(tx.conn, who, req.household_id)
             rid = new_id()
+            if req.resident.id_number:
+                held = await id_numbers.claim(tx.conn, [(id_numbers.digest(self.id_number_key, req.resident.id_number), rid)])
+                if held:
+                    raise AlreadyExists(_already_registered("resident.id_number", held[rid]))
             keys = await PostgresKeyRing(tx.conn, self.master_key).create_many([stream("resident", rid)])
             row, append = self._stage_resident(keys[stream("resident", rid)], rid, h.household_id, h.community_id,
                                                req.resident)
@@ -378,6 +400,7 @@ class IntakeApp:
                 raise FailedPrecondition(f"resident {req.resident_id} is already erased")
             await PostgresKeyRing(tx.conn, self.master_key).erase(stream("resident", r.resident_id), who.subject)
             await rm.mark_erased(tx.conn, r.resident_id)
+            await id_numbers.release(tx.conn, [r.resident_id])
             e = ev.ResidentErased(resident_id=r.resident_id, community_id=r.community_id, erased_by=who.subject)
             await tx.append(StreamAppend(stream("resident", r.resident_id), "resident", -1,
                                          [new_event(e, r.community_id)]), _meta(who, cid, req.request_id))
@@ -420,7 +443,19 @@ class IntakeApp:
                 if row.community_id not in known:
                     result.rejected.add(row_number=n, field="community_id", reason=f"no community {row.community_id!r}")
                     continue
-                accepted.append(_NewHousehold.of(derived_id(_IMPORT_NS, f"{request_id}#{n}"), row))
+                accepted.append((n, _NewHousehold.of(derived_id(_IMPORT_NS, f"{request_id}#{n}"), row)))
+            held = await self._claim_id_numbers(tx, [new for _, new in accepted])
+            if held:  # a row naming a person registered already (or on an earlier row) is refused whole
+                refused = [(n, new) for n, new in accepted if any(rid in held for rid in new.resident_ids)]
+                for n, new in refused:
+                    i, rid = next((i, rid) for i, rid in enumerate(new.resident_ids) if rid in held)
+                    result.rejected.add(row_number=n, field=f"residents[{i}].id_number",
+                                        reason=_already_registered(f"residents[{i}].id_number", held[rid]))
+                await id_numbers.release(tx.conn, [rid for _, new in refused for rid in new.resident_ids
+                                                   if rid not in held])
+                refused_rows = {n for n, _ in refused}
+                accepted = [(n, new) for n, new in accepted if n not in refused_rows]
+            accepted = [new for _, new in accepted]
             keys = await self._new_keys(tx, accepted) if accepted else {}
             for new in accepted:
                 a, h, rs = self._stage_household(keys, new)

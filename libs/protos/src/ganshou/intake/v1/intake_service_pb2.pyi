@@ -81,6 +81,10 @@ class ResidentInput(_message.Message):
     name: _builtins.str
     phone: _builtins.str
     id_number: _builtins.str
+    """The 18-character resident ID number (optional). One person, one resident: a number
+    another resident was registered with is refused (ALREADY_EXISTS naming the field and
+    that resident; an import's row is rejected) until that resident is erased.
+    """
     segment: _types_pb2.Segment.ValueType
     @_builtins.property
     def care_groups(self) -> _containers.RepeatedScalarFieldContainer[_types_pb2.CareGroup.ValueType]: ...
