@@ -1,9 +1,9 @@
 """One person, one resident: each ID number claimed by the resident registered with it.
 
 A claim is the number's keyed digest (pii.keyed_digest under the service's lookup key) with
-the resident's id, in the
-command's transaction; a refused command's savepoint or transaction takes its claims back,
-and erasure deletes the resident's. Only residents with an ID number claim one.
+the resident's id, made in the command's transaction: a refused command's savepoint or
+transaction takes its claims back, and erasure deletes the resident's. Only residents with
+an ID number claim one.
 """
 
 from __future__ import annotations
