@@ -109,3 +109,34 @@ async def test_commitments_members_volunteers_and_after_hours(partners, communit
     payloads = [bytes(r[0]) for r in await conn.fetch("SELECT payload FROM events")]
     await conn.close()
     assert not any("赵晓燕".encode() in p or b"13612345678" in p for p in payloads), "volunteer data in plaintext"
+
+
+async def test_one_name_one_partner_organisation_and_team(partners, community_id) -> None:
+    """A form sent twice with a new request id would count one partner or organisation twice."""
+    await partners.knows(community_id)
+    await partners.knows(f"{community_id}-b")
+    admin, cadre, s = partners.auth(Role.TOWN_ADMIN), partners.auth(Role.COMMUNITY_CADRE, community_id), partners.stub
+    p = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="张江 药谷公司",
+                                                           kind=ev.PARTNER_KIND_COMPANY), metadata=admin)
+    again = await error_of(s.RegisterPartner(api.RegisterPartnerRequest(  # spaces around and between
+        request_id=rid(), name=" 张江  药谷公司 ", kind=ev.PARTNER_KIND_COMPANY), metadata=admin))
+    assert again.code() == grpc.StatusCode.ALREADY_EXISTS and p.partner_id in again.details()
+    await s.RecordPartnerLeft(api.RecordPartnerLeftRequest(request_id=rid(), partner_id=p.partner_id, reason="撤出"),
+                              metadata=admin)
+    back = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="张江 药谷公司",
+                                                              kind=ev.PARTNER_KIND_COMPANY), metadata=admin)
+    assert back.partner_id != p.partner_id  # one that left may come back
+
+    org = api.EnrollOrganisationRequest(name="ＡＢＣ党支部", kind=ev.ORGANISATION_KIND_RESIDENTIAL, community_id=community_id)
+    first = await s.EnrollOrganisation(api.EnrollOrganisationRequest(request_id=rid(), name="abc党支部", kind=org.kind,
+                                                                     community_id=community_id), metadata=cadre)
+    org.request_id = rid()
+    err = await error_of(s.EnrollOrganisation(org, metadata=cadre))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and first.organisation_id in err.details()
+    org.request_id, org.community_id = rid(), f"{community_id}-b"  # the same name in another community is another
+    assert (await s.EnrollOrganisation(org, metadata=admin)).organisation_id
+
+    team = api.RegisterVolunteerTeamRequest(request_id=rid(), name="银发志愿队", community_id=community_id)
+    await s.RegisterVolunteerTeam(team, metadata=cadre)
+    team.request_id = rid()
+    assert (await error_of(s.RegisterVolunteerTeam(team, metadata=cadre))).code() == grpc.StatusCode.ALREADY_EXISTS

@@ -17,13 +17,13 @@ from ganshou.partner_resource.v1 import events_pb2 as ev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as api
 from ganshou_common.codec import new_event, unpack
 from ganshou_common.commands import execute, fingerprint
-from ganshou_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ganshou_common.eventstore import ANY_VERSION, NO_STREAM, Metadata, StreamAppend
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
 from ganshou_common.grpc_scaffold.auth import Principal, Role
 from ganshou_common.ids import new_id
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
-from ganshou_partner_resource.adapters import views
+from ganshou_partner_resource.adapters import names, views
 from ganshou_partner_resource.domain.rules import Candidate, check_capacity, choose_offering, period_of, valid_period
 
 
@@ -74,6 +74,9 @@ class PartnerResourceApp:
         v.raise_if_any()
 
         async def decide(tx):
+            same = await names.holder(tx.conn, "partner", api.Partner, req.name)
+            if same is not None and same.active:  # one that left may be registered anew
+                raise AlreadyExists(f"name: a partner named {same.name!r} is registered already: {same.partner_id}")
             pid = new_id()
             await self._append(tx, who, cid, req, f"partner-{pid}", "partner", NO_STREAM,
                                ev.PartnerRegistered(partner_id=pid, name=req.name, kind=req.kind))

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 
 from ganshou.partner_resource.v1 import events_pb2 as ev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as api
-from ganshou_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ganshou_common.eventstore.postgres import PostgresTransaction
 from ganshou_common.grpc_scaffold.auth import Principal
 from ganshou_common.ids import new_id
 from ganshou_common.pii import MasterKey, PostgresKeyRing, seal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
-from ganshou_partner_resource.adapters import views
+from ganshou_partner_resource.adapters import names, views
 
 
 @dataclass
@@ -39,6 +39,10 @@ class RegionApp:
 
         async def decide(tx):
             await self._known_community(tx, req.community_id)
+            same = await names.holder(tx.conn, "organisation", api.Organisation, req.name, req.community_id)
+            if same is not None:
+                raise AlreadyExists(f"name: {req.community_id} has an organisation named {same.name!r} already: "
+                                    f"{same.organisation_id}")
             oid = new_id()
             await self.core._append(tx, who, cid, req, f"organisation-{oid}", "organisation", 0, ev.OrganisationEnrolled(
                 organisation_id=oid, name=req.name, kind=req.kind, community_id=req.community_id), req.community_id)
@@ -200,6 +204,10 @@ class RegionApp:
 
         async def decide(tx):
             await self._known_community(tx, req.community_id)
+            same = await names.holder(tx.conn, "team", ev.VolunteerTeamRegistered, req.name, req.community_id)
+            if same is not None:
+                raise AlreadyExists(f"name: {req.community_id} has a volunteer team named {same.name!r} already: "
+                                    f"{same.team_id}")
             tid = new_id()
             e = ev.VolunteerTeamRegistered(team_id=tid, name=req.name, community_id=req.community_id)
             await self.core._append(tx, who, cid, req, f"team-{tid}", "team", 0, e, req.community_id)

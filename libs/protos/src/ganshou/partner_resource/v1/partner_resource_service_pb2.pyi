@@ -301,6 +301,9 @@ class RegisterPartnerRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
+    """One partner a name in the town (compared ignoring case, width and extra spaces): a name
+    an active partner has is ALREADY_EXISTS naming that partner; one that left may come back.
+    """
     kind: _events_pb2.PartnerKind.ValueType
     def __init__(
         self,
@@ -1490,6 +1493,7 @@ class EnrollOrganisationRequest(_message.Message):
     COMMUNITY_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
+    """One organisation a name in its community (compared as for partners): ALREADY_EXISTS."""
     kind: _events_pb2.OrganisationKind.ValueType
     community_id: _builtins.str
     def __init__(
@@ -1900,6 +1904,7 @@ class RegisterVolunteerTeamRequest(_message.Message):
     COMMUNITY_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     name: _builtins.str
+    """One team a name in its community (compared as for partners): ALREADY_EXISTS."""
     community_id: _builtins.str
     def __init__(
         self,
