@@ -30,6 +30,7 @@ class Intake:
     dsn: str
     port: int
     topic: str
+    master: MasterKey
 
     @staticmethod
     def auth(role: Role, *communities: str, subject: str = "tester") -> tuple[tuple[str, str]]:
@@ -46,7 +47,8 @@ async def intake(pg_port: int, kafka_bootstrap: str) -> AsyncIterator[Intake]:
     os.environ["GRPC_HOST"] = "127.0.0.1"
     async with fresh_database(pg_port) as dsn:
         await migrate(dsn, [SQL_DIR])
-        server, close = await bootstrap(Settings(dsn, MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode()), 10))
+        master = MasterKey.from_base64(base64.b64encode(os.urandom(32)).decode())
+        server, close = await bootstrap(Settings(dsn, master, 10))
         await server.start()
         # The relay publishes to a topic of this test's own, not ganshou.intake.events.v1,
         # so a running local system's consumers never see test events.
@@ -55,7 +57,7 @@ async def intake(pg_port: int, kafka_bootstrap: str) -> AsyncIterator[Intake]:
         relay_task = asyncio.create_task(relay.run())
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                yield Intake(rpc.IntakeServiceStub(channel), dsn, server.port, topic)
+                yield Intake(rpc.IntakeServiceStub(channel), dsn, server.port, topic, master)
         finally:
             relay.stop()
             await relay_task

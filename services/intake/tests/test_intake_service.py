@@ -422,3 +422,28 @@ async def test_one_person_is_one_resident_across_households_until_erased(intake,
     moved = await intake.stub.RegisterResident(api.RegisterResidentRequest(
         request_id=rid(), household_id=other.household_id, resident=person), metadata=admin)
     assert moved.resident_id
+
+
+async def test_residents_registered_before_the_claims_claim_their_numbers_once(intake, community_id) -> None:
+    """An upgrade from before 0102: the residents then registered hold no claim until intake's
+    next start claims them all (0103's marker), once."""
+    from ganshou_common.pii import lookup_key
+    from ganshou_intake.adapters import id_numbers
+
+    await setup_community(intake, community_id)
+    admin = intake.admin()
+    old = household_request(community_id)
+    await intake.stub.RegisterHousehold(old, metadata=admin)
+    pool = await asyncpg.create_pool(intake.dsn, min_size=1, max_size=3)
+    try:
+        await pool.execute("DELETE FROM resident_id_numbers")
+        await pool.execute("UPDATE id_number_backfill SET pending = true")
+        key = await lookup_key(pool, intake.master, "id_number")
+        made = await asyncio.gather(*(id_numbers.backfill(pool, intake.master, key) for _ in range(3)))
+        assert sorted(made) == [0, 0, 2]  # replicas starting together: one claims, the others find it done
+    finally:
+        await pool.close()
+    again = household_request(community_id)
+    again.residents[0].id_number = old.residents[1].id_number
+    err = await error_of(intake.stub.RegisterHousehold(again, metadata=admin))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS

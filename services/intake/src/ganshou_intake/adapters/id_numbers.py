@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ganshou_common.pii import keyed_digest
+from ganshou_common.pii import MasterKey, keyed_digest, unseal
 
 _CLAIM = """
 INSERT INTO resident_id_numbers (digest, resident_id)
@@ -48,3 +48,26 @@ async def release(conn: asyncpg.Connection, resident_ids: list[str]) -> None:
     """The residents' claims gone (erased, or their row of an import refused)."""
     if resident_ids:
         await conn.execute("DELETE FROM resident_id_numbers WHERE resident_id = ANY($1)", resident_ids)
+
+
+async def backfill(pool: asyncpg.Pool, master: MasterKey, key: bytes) -> int:
+    """Claims for the residents registered before claims existed (0103 marks them pending),
+    once: replicas starting together wait on the marker's lock, the later ones find it done.
+    Where those residents already share a number, the first keeps it. Returns the claims made."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pending FROM id_number_backfill FOR UPDATE"):
+            return 0
+        rows = await conn.fetch(
+            "SELECT r.resident_id, r.id_number_sealed, k.wrapped_key FROM residents r "
+            "JOIN subject_keys k ON k.subject_id = 'resident-' || r.resident_id "
+            "WHERE NOT r.erased AND NOT EXISTS (SELECT 1 FROM resident_id_numbers c WHERE c.resident_id = r.resident_id)")
+        claims = []
+        for r in rows:
+            subject = f"resident-{r['resident_id']}"
+            number = unseal(master.unwrap(subject, bytes(r["wrapped_key"])), subject, "id_number",
+                            bytes(r["id_number_sealed"]))
+            if number:
+                claims.append((digest(key, number), r["resident_id"]))
+        await claim(conn, claims)
+        await conn.execute("UPDATE id_number_backfill SET pending = false")
+        return len(claims)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ganshou.intake.v1 import intake_service_pb2_grpc as rpc
+from ganshou_common import logs
 from ganshou_common.config import env, env_int
 from ganshou_common.eventstore.postgres import PostgresEventStore
 from ganshou_common.group_commit import GroupCommitter
@@ -14,8 +15,11 @@ from ganshou_common.grpc_scaffold.server import GrpcServer
 from ganshou_common.grpc_scaffold.settings import server_settings_from_env
 from ganshou_common.grpc_scaffold.tokens import verifier_from_env
 from ganshou_common.pii import MasterKey, lookup_key
+from ganshou_intake.adapters import id_numbers
 from ganshou_intake.api.servicer import SERVICE, IntakeServicer
 from ganshou_intake.app.handlers import IntakeApp
+
+log = logs.get("ganshou.intake")
 
 
 @dataclass
@@ -38,8 +42,10 @@ async def bootstrap(settings: Settings) -> tuple[GrpcServer, Callable[[], Awaita
     # one append between them instead of one each (docs/benchmarks.md).
     committer = GroupCommitter(store, settings.group_commit_workers) if settings.group_commit_workers > 0 else None
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
-    app = IntakeApp(store, settings.master_key, await lookup_key(store.pool, settings.master_key, "id_number"),
-                    committer.execute if committer else None)
+    id_number_key = await lookup_key(store.pool, settings.master_key, "id_number")
+    if claimed := await id_numbers.backfill(store.pool, settings.master_key, id_number_key):
+        log.info("id_numbers_backfilled", claims=claimed)
+    app = IntakeApp(store, settings.master_key, id_number_key, committer.execute if committer else None)
     server.add(IntakeServicer(app), rpc.add_IntakeServiceServicer_to_server, SERVICE)
 
     async def close() -> None:
