@@ -283,6 +283,10 @@ class DemandHeard(_message.Message):
     RESIDENT_ID_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     description: _builtins.str
+    """What is needed, as the case will show it to those who work it. Kept as written and
+    not reached by erasure: no names, phone numbers or addresses here (the household,
+    resident and caller_phone fields carry them, sealed).
+    """
     urgency: _types_pb2.Urgency.ValueType
     resident_id: _builtins.str
     """Optional: the resident who raised it (else the household)."""
@@ -386,6 +390,10 @@ class RaiseDemandRequest(_message.Message):
     urgency: _types_pb2.Urgency.ValueType
     category: _builtins.str
     description: _builtins.str
+    """What is needed, as the case will show it to those who work it. Kept as written and
+    not reached by erasure: no names, phone numbers or addresses here (the household,
+    resident and caller_phone fields carry them, sealed).
+    """
     def __init__(
         self,
         *,
@@ -446,6 +454,10 @@ class LogHotlineCallRequest(_message.Message):
     caller_phone: _builtins.str
     category: _builtins.str
     summary: _builtins.str
+    """What is needed, as the case will show it to those who work it. Kept as written and
+    not reached by erasure: no names, phone numbers or addresses here (the household,
+    resident and caller_phone fields carry them, sealed).
+    """
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp:
         """When the call came in (a call logged after it ended); defaults to now. Never later than
