@@ -125,7 +125,10 @@ async def test_one_name_one_partner_organisation_and_team(partners, community_id
                               metadata=admin)
     back = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name="张江 药谷公司",
                                                               kind=ev.PARTNER_KIND_COMPANY), metadata=admin)
-    assert back.partner_id != p.partner_id  # one that left may come back
+    assert back.partner_id != p.partner_id  # one that left may come back, once
+    thrice = await error_of(s.RegisterPartner(api.RegisterPartnerRequest(
+        request_id=rid(), name="张江 药谷公司", kind=ev.PARTNER_KIND_COMPANY), metadata=admin))
+    assert thrice.code() == grpc.StatusCode.ALREADY_EXISTS and back.partner_id in thrice.details()
 
     org = api.EnrollOrganisationRequest(name="ＡＢＣ党支部", kind=ev.ORGANISATION_KIND_RESIDENTIAL, community_id=community_id)
     first = await s.EnrollOrganisation(api.EnrollOrganisationRequest(request_id=rid(), name="abc党支部", kind=org.kind,

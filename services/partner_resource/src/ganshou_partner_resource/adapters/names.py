@@ -25,10 +25,10 @@ def _normal(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
 
 
-async def holder(conn, kind: str, cls: type[M], name: str, community_id: str = "") -> M | None:
-    """The entity of `kind` (in the community, when given) already named `name`, if any.
-    Call it in the registering command's transaction: it holds the kind's lock until commit."""
+async def holders(conn, kind: str, cls: type[M], name: str, community_id: str = "") -> list[M]:
+    """The entities of `kind` (in the community, when given) already named `name`. Call it
+    in the registering command's transaction: it holds the kind's lock until commit."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"names:{kind}:{community_id}")
     rows = await conn.fetch("SELECT body FROM views WHERE kind = $1 AND ($2 = '' OR community_ids @> ARRAY[$2])",
                             kind, community_id)
-    return next((m for m in (cls.FromString(r["body"]) for r in rows) if same_name(m.name, name)), None)
+    return [m for m in (cls.FromString(r["body"]) for r in rows) if same_name(m.name, name)]

@@ -74,9 +74,10 @@ class PartnerResourceApp:
         v.raise_if_any()
 
         async def decide(tx):
-            same = await names.holder(tx.conn, "partner", api.Partner, req.name)
-            if same is not None and same.active:  # one that left may be registered anew
-                raise AlreadyExists(f"name: a partner named {same.name!r} is registered already: {same.partner_id}")
+            # One that left may be registered anew; an active one may not.
+            for same in await names.holders(tx.conn, "partner", api.Partner, req.name):
+                if same.active:
+                    raise AlreadyExists(f"name: a partner named {same.name!r} is registered already: {same.partner_id}")
             pid = new_id()
             await self._append(tx, who, cid, req, f"partner-{pid}", "partner", NO_STREAM,
                                ev.PartnerRegistered(partner_id=pid, name=req.name, kind=req.kind))

@@ -39,10 +39,9 @@ class RegionApp:
 
         async def decide(tx):
             await self._known_community(tx, req.community_id)
-            same = await names.holder(tx.conn, "organisation", api.Organisation, req.name, req.community_id)
-            if same is not None:
-                raise AlreadyExists(f"name: {req.community_id} has an organisation named {same.name!r} already: "
-                                    f"{same.organisation_id}")
+            if same := await names.holders(tx.conn, "organisation", api.Organisation, req.name, req.community_id):
+                raise AlreadyExists(f"name: {req.community_id} has an organisation named {same[0].name!r} already: "
+                                    f"{same[0].organisation_id}")
             oid = new_id()
             await self.core._append(tx, who, cid, req, f"organisation-{oid}", "organisation", 0, ev.OrganisationEnrolled(
                 organisation_id=oid, name=req.name, kind=req.kind, community_id=req.community_id), req.community_id)
@@ -204,10 +203,9 @@ class RegionApp:
 
         async def decide(tx):
             await self._known_community(tx, req.community_id)
-            same = await names.holder(tx.conn, "team", ev.VolunteerTeamRegistered, req.name, req.community_id)
-            if same is not None:
-                raise AlreadyExists(f"name: {req.community_id} has a volunteer team named {same.name!r} already: "
-                                    f"{same.team_id}")
+            if same := await names.holders(tx.conn, "team", ev.VolunteerTeamRegistered, req.name, req.community_id):
+                raise AlreadyExists(f"name: {req.community_id} has a volunteer team named {same[0].name!r} already: "
+                                    f"{same[0].team_id}")
             tid = new_id()
             e = ev.VolunteerTeamRegistered(team_id=tid, name=req.name, community_id=req.community_id)
             await self.core._append(tx, who, cid, req, f"team-{tid}", "team", 0, e, req.community_id)
