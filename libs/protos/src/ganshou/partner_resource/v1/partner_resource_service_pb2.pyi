@@ -1859,7 +1859,9 @@ class RegisterPartnerMembersRequest(_message.Message):
     partner_id: _builtins.str
     community_id: _builtins.str
     members: _builtins.int
-    """1 to 1,000,000."""
+    """The partner's members who reported to the community this time (报到), 1 to 1,000,000:
+    each registration adds to the community's count, so register each batch once.
+    """
     def __init__(
         self,
         *,
