@@ -1099,7 +1099,9 @@ class RecordAppraisalRequest(_message.Message):
     """The half year appraised (民主评议, every half year): YYYYH1 or YYYYH2, one that has begun."""
     subject: _builtins.str
     representative_id: _builtins.str
+    """One appraisal of a subject a period by each representative: a second is ALREADY_EXISTS."""
     score: _builtins.int
+    """0 to 100."""
     def __init__(
         self,
         *,
