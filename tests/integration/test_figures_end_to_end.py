@@ -5,6 +5,7 @@ recovers every figure from its changelogs; a rebuild from the topics gives the s
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import urllib.request
 import uuid
@@ -226,6 +227,14 @@ async def test_figures_end_to_end(system) -> None:
     await asyncio.sleep(3)
     assert await figures(system, c) == before
 
+    # A worker stopping (SIGTERM) ends its watchers' streams with UNAVAILABLE at once, so their
+    # clients watch again elsewhere rather than wait out its 10 s grace on a stream that stood still.
+    stream = system.metrics().WatchFigures(mapi.WatchFiguresRequest(community_id=c), metadata=system.auth())
+    await asyncio.wait_for(stream.read(), 10)
+    system.procs["metrics"].popen.send_signal(signal.SIGTERM)
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await asyncio.wait_for(stream.read(), 5)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
     # A metrics worker killed and restarted recovers every figure from its changelogs, read
     # back before faust starts (reload.py), not through faust's recovery.
     await system.restart("metrics")

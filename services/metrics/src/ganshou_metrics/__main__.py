@@ -55,7 +55,8 @@ def worker() -> None:
     projection = Projection(env("KAFKA_BOOTSTRAP"), os.environ.get("METRICS_GENERATION", "1"),
                             env_int("METRICS_PARTITIONS", 6), topics or None)
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
-    server.add(MetricsServicer(projection), rpc.add_MetricsServiceServicer_to_server, SERVICE)
+    servicer = MetricsServicer(projection)
+    server.add(servicer, rpc.add_MetricsServiceServicer_to_server, SERVICE)
     REGISTRY.register(FiguresCollector(lambda: projection.figures))
     serve_metrics(env_int("METRICS_PORT", 9100))
 
@@ -66,6 +67,7 @@ def worker() -> None:
             await server.start()
 
         async def on_stop(self) -> None:
+            servicer.stop_watchers()
             await server.stop()
 
     projection.app.service(Api)

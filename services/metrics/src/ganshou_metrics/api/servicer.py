@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from ganshou.common.v1 import types_pb2
 from ganshou.metrics.v1 import metrics_service_pb2 as api
 from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
-from ganshou_common.errors import InvalidArgument, PermissionDenied
+from ganshou_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from ganshou_common.grpc_scaffold.auth import Principal, Role
 from ganshou_common.grpc_scaffold.interceptor import current_principal
 from ganshou_common.grpc_scaffold.policy import admits
@@ -68,6 +68,18 @@ class MetricsServicer(rpc.MetricsServiceServicer):
     def __init__(self, projection: Projection):
         self.projection = projection
         self.snapshots = Snapshots()
+        self._stopping = False
+
+    def stop_watchers(self) -> None:
+        """End every WatchFigures stream with UNAVAILABLE, so its client watches again (on
+        another replica) at once: called as the server stops, before its grace period, which
+        a stream that would never change again would otherwise wait out (10 s)."""
+        self._stopping = True
+        self.projection.changed.set()
+
+    def _still_serving(self) -> None:
+        if self._stopping:
+            raise Unavailable("the figures' server is stopping: watch again")
 
     def _snapshot(self, who: Principal, community_id: str, segment: int) -> tuple[dict, datetime, int]:
         _check(who, community_id, segment)
@@ -93,6 +105,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         interval = max(50, request.min_interval_ms or 500) / 1000
         last: dict | None = None
         while True:
+            self._still_serving()
             snap, now, events = self._snapshot(who, request.community_id, request.segment)
             if snap != last:  # coalesced: one update per interval at most, only on change
                 last = snap
@@ -104,4 +117,5 @@ class MetricsServicer(rpc.MetricsServiceServicer):
                 await asyncio.wait_for(self.projection.changed.wait(), timeout=5.0)
             except TimeoutError:
                 pass  # re-evaluate anyway: an open promise can become overdue with no event
+            self._still_serving()
             await asyncio.sleep(interval)
