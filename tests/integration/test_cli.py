@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -92,3 +93,24 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
 
     token = await ganshou(system, "token", "--role", "auditor")
     assert token.returncode == 0 and token.stdout.count(".") == 2
+
+
+async def test_figures_watch_outlives_a_restart_of_the_metrics_worker(system: System) -> None:
+    """A leader's `ganshou figures --watch` keeps watching while the worker restarts."""
+    env = {**os.environ, "GANSHOU_TOKEN_SECRET": SECRET,
+           **{f"GANSHOU_{k.upper()}": f"127.0.0.1:{system.procs[k].grpc_port}"
+              for k in ("intake", "casework", "partner", "metrics")}}
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ganshou_cli.main", "figures", "--watch", "--output", "json", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        first = json.loads(await asyncio.wait_for(watch.stdout.readline(), 30))
+        system.kill("metrics", signal.SIGTERM)
+        system.spawn("metrics")
+        await system.wait_ready("metrics")
+        again = json.loads(await asyncio.wait_for(watch.stdout.readline(), 60))  # from the new worker
+        assert again.keys() == first.keys() and watch.returncode is None
+    finally:
+        watch.terminate()
+        _, err = await watch.communicate()
+    assert b"watching again" in err

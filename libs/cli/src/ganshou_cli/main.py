@@ -26,6 +26,7 @@ from ganshou_common.grpc_scaffold.errors import field_violations
 
 app = typer.Typer(help="Ganshou (感受): felt-experience community service.", no_args_is_help=True)
 console = Console()
+notices = Console(stderr=True)  # what is said beside output a script may read (figures --output json)
 
 ROWS = [
     ("问需于民 Visit coverage", "visit_coverage", "{:.1%}", "households_visited", "households_due"),
@@ -129,9 +130,7 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
         clients = Clients.connect()
         try:
             if watch:
-                async for update in clients.metrics.WatchFigures(mapi.WatchFiguresRequest(
-                        community_id=community, segment=seg), metadata=clients.metadata):
-                    show(update.figures)
+                await watch_figures(clients, mapi.WatchFiguresRequest(community_id=community, segment=seg), show)
             else:
                 show((await clients.metrics.GetFigures(mapi.GetFiguresRequest(community_id=community, segment=seg),
                                                        metadata=clients.metadata)).figures)
@@ -147,6 +146,23 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
             console.print(figures_table(f, f"Live figures — {community or 'the whole town'}"))
 
     asyncio.run(run())
+
+
+async def watch_figures(clients: Clients, request: mapi.WatchFiguresRequest, show) -> None:
+    """Until interrupted: a server stopping or restarting (UNAVAILABLE) is watched again,
+    waiting a little longer each time it fails again; any other error ends the watch."""
+    pause = 0.5
+    while True:
+        try:
+            async for update in clients.metrics.WatchFigures(request, metadata=clients.metadata):
+                pause = 0.5
+                show(update.figures)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            notices.print(f"[dim]figures unavailable ({exc.details()}): watching again in {pause:g} s[/dim]")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 8.0)
 
 
 import_app = typer.Typer(help="Bulk imports.")
