@@ -246,6 +246,24 @@ async def test_figures_end_to_end(system) -> None:
     system.spawn("metrics-rebuild")
     await system.wait_ready("metrics-rebuild")
     await eventually(lambda: _same(system, c, before, "metrics-rebuild"))
+
+    # A partner leaving ends its pairings and withdraws its offerings with it: the town's signing
+    # rate then counts neither the unit nor its pairing (it read 1 paired unit of 0 before).
+    (partner,) = (await system.partners.ListPartners(papi.ListPartnersRequest(), metadata=system.auth())).partners
+    await system.partners.RecordPartnerLeft(papi.RecordPartnerLeftRequest(
+        request_id=rid(), partner_id=partner.partner_id, reason="撤出联席会议"), metadata=system.auth())
+    left = await system.partners.ListPairings(papi.ListPairingsRequest(partner_id=partner.partner_id),
+                                              metadata=system.auth())
+    assert [x.active for x in left.pairings] == [False]
+    offered = await system.partners.ListOfferings(papi.ListOfferingsRequest(partner_id=partner.partner_id),
+                                                  metadata=system.auth())
+    assert offered.offerings and not any(o.active for o in offered.offerings)
+
+    async def unpaired() -> bool:
+        town = await figures(system)
+        return (town.member_units, town.units_with_pairing, town.active_pairings) == (0, 0, 0)
+
+    await eventually(unpaired)
     print(f"\ne2e: {replayed} events replayed; figures unchanged, recovered after kill -9, identical after rebuild")
 
 

@@ -33,3 +33,10 @@ async def page(conn, kind: str, cls: type[M], *, after: str, limit: int, partner
         "AND ($4 = '' OR community_ids @> ARRAY[$4] OR ($6 AND community_ids = '{}')) AND ($5 = '' OR extra = $5) "
         "ORDER BY id LIMIT $7", kind, after, partner_id, community_id, extra, any_community, limit)
     return [cls.FromString(r["body"]) for r in rows]
+
+
+async def of_partner(conn, kind: str, cls: type[M], partner_id: str, extra: str = "") -> list[M]:
+    """Every row of `kind` a partner has (with that `extra`, when given), locked for update."""
+    rows = await conn.fetch("SELECT body FROM views WHERE kind = $1 AND partner_id = $2 AND ($3 = '' OR extra = $3) "
+                            "ORDER BY id FOR UPDATE", kind, partner_id, extra)
+    return [cls.FromString(r["body"]) for r in rows]

@@ -101,6 +101,24 @@ class PartnerResourceApp:
                                ev.PartnerLeft(partner_id=p.partner_id, reason=req.reason))
             p.active = False
             await views.put(tx.conn, "partner", p.partner_id, p, partner_id=p.partner_id)
+            # What the partner did goes with it, each by its own event: its pairings end (else the
+            # signing rate counted a unit gone: above 100%) and its offerings are withdrawn (else a
+            # case's help request could be matched to it).
+            for pairing in await views.of_partner(tx.conn, "pairing", api.Pairing, p.partner_id, "active"):
+                await self._append(tx, who, cid, req, f"pairing-{pairing.pairing_id}", "pairing", ANY_VERSION,
+                                   ev.PairingEnded(pairing_id=pairing.pairing_id, partner_id=p.partner_id,
+                                                   community_id=pairing.community_id,
+                                                   reason=f"the partner left: {req.reason}"), pairing.community_id)
+                pairing.active = False
+                await views.put(tx.conn, "pairing", pairing.pairing_id, pairing, p.partner_id, [pairing.community_id],
+                                "ended")
+            for o in await views.of_partner(tx.conn, "offering", api.Offering, p.partner_id):
+                if o.active:
+                    await self._append(tx, who, cid, req, f"offering-{o.offering_id}", "offering", ANY_VERSION,
+                                       ev.OfferingWithdrawn(offering_id=o.offering_id, partner_id=p.partner_id))
+                    o.active = False
+                    await views.put(tx.conn, "offering", o.offering_id, o, p.partner_id, list(o.communities_served),
+                                    o.category.lower())
             return api.RecordPartnerLeftResponse()
 
         return await self._run(req, decide, api.RecordPartnerLeftResponse)

@@ -341,6 +341,10 @@ Global___RegisterPartnerResponse: _TypeAlias = RegisterPartnerResponse  # noqa: 
 
 @_typing.final
 class RecordPartnerLeftRequest(_message.Message):
+    """A partner leaving the joint conference: its pairings end (PairingEnded) and its offerings
+    are withdrawn (OfferingWithdrawn) with it, in one command.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
