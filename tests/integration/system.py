@@ -79,6 +79,7 @@ class System:
             ("casework", "ganshou_casework", "serve", {"DATABASE_URL": dsns["casework"]}, True),
             ("casework-worker", "ganshou_casework", "worker", {
                 "DATABASE_URL": dsns["casework"], "CASEWORK_SOURCE_TOPICS": f"{t['intake']},{t['partner-resource']}",
+                "CASEWORK_PARTNER_TOPICS": t["partner-resource"],
                 "CASEWORK_CONSUMER_GROUP": f"casework-{run}"}, False),
             ("casework-relay", "ganshou_casework", "relay",
              {"DATABASE_URL": dsns["casework"], "OUTBOX_TOPIC": t["casework"]}, False),

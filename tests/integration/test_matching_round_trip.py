@@ -1,5 +1,6 @@
 """casework → partner-resource → casework over the real Kafka: a case's request for
-partner help is matched to an offering and the partner ends up assigned to the case."""
+partner help is matched to an offering and the partner ends up assigned to the case; the
+partner leaving hands the case back."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ async def test_help_requested_is_matched_and_the_partner_assigned(pg_port: int, 
     await admin.create_topics([NewTopic(casework_topic, 2, 1), NewTopic(partner_topic, 2, 1)])
     await admin.close()
     monkeypatch.setenv("CASEWORK_SOURCE_TOPICS", partner_topic)
+    monkeypatch.setenv("CASEWORK_PARTNER_TOPICS", partner_topic)
     monkeypatch.setenv("CASEWORK_CONSUMER_GROUP", f"g-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("PARTNER_SOURCE_TOPICS", casework_topic)
     monkeypatch.setenv("PARTNER_CONSUMER_GROUP", f"g-{uuid.uuid4().hex[:8]}")
@@ -60,7 +62,8 @@ async def test_help_requested_is_matched_and_the_partner_assigned(pg_port: int, 
                       OutboxRelay(pr_dsn, kafka_bootstrap, partner_topic, "partner-resource")):
             tasks.append(asyncio.create_task(relay.run()))
             stoppers.append(relay.stop)
-        for consumer in (cw.build_consumer(casework, kafka_bootstrap), pr.build_consumer(partners, kafka_bootstrap)):
+        for consumer in (cw.build_consumer(casework, kafka_bootstrap), cw.build_partner_consumer(casework, kafka_bootstrap),
+                         pr.build_consumer(partners, kafka_bootstrap)):
             tasks.append(asyncio.create_task(consumer.run()))
             stoppers.append(consumer.stop)
         try:
@@ -97,6 +100,14 @@ async def test_help_requested_is_matched_and_the_partner_assigned(pg_port: int, 
             assert case.partner_id == p.partner_id
             assert case.assignee_kind == cev.ASSIGNEE_KIND_PARTNER and case.status == capi.CASE_STATUS_ASSIGNED
             assert [h.event_type.rsplit(".", 1)[1] for h in case.history][-2:] == ["PartnerHelpRequested", "CaseAssigned"]
+
+            # The partner leaves: its case goes back to the community, to be assigned again.
+            await partners.record_partner_left(ADMIN, "", papi.RecordPartnerLeftRequest(
+                request_id=uuid.uuid4().hex, partner_id=p.partner_id, reason="合作到期"))
+            async with asyncio.timeout(45):
+                while (case := await casework.get_case(ADMIN, capi.GetCaseRequest(case_id=case_id))).partner_id:
+                    await asyncio.sleep(0.2)
+            assert case.status == capi.CASE_STATUS_TRIAGED and case.history[-1].event_type.endswith("CaseAssignmentEnded")
         finally:
             for stop in stoppers:
                 stop()

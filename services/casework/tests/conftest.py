@@ -80,6 +80,16 @@ class Casework:
         return case_id_for(d.demand_id)
 
 
+def partner_envelope(event, version: int = 1) -> envelope_pb2.EventEnvelope:
+    """A partner-resource event about one partner, as its relay publishes it."""
+    env = envelope_pb2.EventEnvelope(event_id=str(uuid.uuid4()), stream_id=f"partner-{event.partner_id}",
+                                     stream_version=version, event_type=event.DESCRIPTOR.full_name,
+                                     source="partner-resource")
+    env.occurred_at.FromDatetime(datetime.now(UTC))
+    env.payload.Pack(event)
+    return env
+
+
 @pytest.fixture
 async def casework(pg_port: int) -> AsyncIterator[Casework]:
     os.environ.update(GANSHOU_TOKEN_SECRET=SECRET, GRPC_PORT="0", GRPC_HOST="127.0.0.1")

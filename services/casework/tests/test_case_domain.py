@@ -130,3 +130,17 @@ def test_a_repeated_report_links_as_a_contact_and_withdraws_its_promises() -> No
     do(primary, theirs)
     assert dup.status == api.CASE_STATUS_LINKED and primary.contacts == 2
     assert dup.overdue_promises(T0 + timedelta(days=1)) == []
+
+
+def test_a_partner_leaving_hands_its_open_case_back_and_no_other() -> None:
+    case = opened()
+    do(case, case.respond("op", "", T0))
+    do(case, case.triage(ev.TRACK_SOLVE_SOON, ""))
+    do(case, case.assign(ev.ASSIGNEE_KIND_PARTNER, "p1", "p1"))
+    assert case.partner_left("p2", "left") == []
+    assert do(case, case.partner_left("p1", "left")) == ["CaseAssignmentEnded"]
+    assert (case.status, case.partner_id, case.assignee_id) == (api.CASE_STATUS_TRIAGED, "", "")
+    assert case.partner_left("p1", "left") == []  # once
+    do(case, case.assign(ev.ASSIGNEE_KIND_PARTNER, "p3", "p3"))
+    do(case, case.resolve("done", T0))
+    assert case.partner_left("p3", "left") == []  # a resolved case keeps its history

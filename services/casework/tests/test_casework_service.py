@@ -15,13 +15,14 @@ import pytest
 from ganshou.casework.v1 import casework_service_pb2 as api
 from ganshou.casework.v1 import events_pb2 as ev
 from ganshou.common.v1 import types_pb2 as t
-from ganshou_casework.app.bootstrap import build_consumer
+from ganshou.partner_resource.v1 import events_pb2 as pev
+from ganshou_casework.app.bootstrap import build_consumer, build_partner_consumer
 from ganshou_casework.domain.promises import PromisePolicy
 from ganshou_common.grpc_scaffold.auth import Role
 from ganshou_common.grpc_scaffold.errors import field_violations
 from ganshou_common.testing.procs import free_port, kill, spawn_module
 
-from .conftest import demand_envelope, new_topic, publish
+from .conftest import demand_envelope, new_topic, partner_envelope, publish
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +141,9 @@ async def test_a_case_is_found_by_its_demand_and_listed_newest_first(casework, c
 
 async def test_scopes_other_community_and_partner_staff(casework, community_id) -> None:
     case_id = await casework.open_case(community_id)
+    conn = await asyncpg.connect(casework.dsn)
+    await conn.execute("INSERT INTO known_partners (partner_id, name) VALUES ('p-1', '上海中医药大学')")
+    await conn.close()
     other = casework.auth(Role.COMMUNITY_CADRE, "c-other")
     for call in (casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=other),
                  casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=other),
@@ -158,6 +162,63 @@ async def test_scopes_other_community_and_partner_staff(casework, community_id) 
     assert got.case.partner_id == "p-1"
     await casework.stub.ResolveCase(api.ResolveCaseRequest(request_id=rid(), case_id=case_id, summary="done"),
                                     metadata=partner)
+
+
+async def test_a_case_goes_to_known_partners_only_and_back_when_its_partner_leaves(
+        casework, community_id, kafka_bootstrap, monkeypatch) -> None:
+    """Assigning to a partner casework has not heard of, or one that left, would leave the case
+    waiting on nobody: refused. A partner leaving hands its open cases back to be assigned again."""
+    admin = casework.auth(Role.TOWN_ADMIN)
+    partner_id = f"p-{uuid.uuid4().hex[:8]}"
+    staff = casework.auth(Role.PARTNER_STAFF, partner=partner_id)
+    case_id = await casework.open_case(community_id)
+    await casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=admin)
+    await casework.stub.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id, track=ev.TRACK_SOLVE_SOON),
+                                   metadata=admin)
+
+    def assign():
+        return casework.stub.AssignCase(api.AssignCaseRequest(
+            request_id=rid(), case_id=case_id, assignee_id=partner_id, assignee_kind=ev.ASSIGNEE_KIND_PARTNER),
+            metadata=admin)
+
+    err = await error_of(assign())
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "assignee_id" in field_violations(err)
+
+    topic = await new_topic(kafka_bootstrap)
+    monkeypatch.setenv("CASEWORK_PARTNER_TOPICS", topic)
+    monkeypatch.setenv("CASEWORK_CONSUMER_GROUP", f"test-{uuid.uuid4().hex[:8]}")
+    consumer = build_partner_consumer(casework.app, kafka_bootstrap)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await publish(kafka_bootstrap, topic, [partner_envelope(pev.PartnerRegistered(
+            partner_id=partner_id, name="上海中医药大学", kind=pev.PARTNER_KIND_UNIVERSITY))])
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    assigned = await assign()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    await asyncio.sleep(0.2)
+        assert assigned.case.status == api.CASE_STATUS_ASSIGNED and assigned.case.partner_id == partner_id
+        await casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=staff)
+
+        await publish(kafka_bootstrap, topic, [partner_envelope(pev.PartnerLeft(partner_id=partner_id,
+                                                                                reason="合作到期"), version=2)])
+        async with asyncio.timeout(30):
+            while (case := (await casework.stub.GetCase(api.GetCaseRequest(case_id=case_id),
+                                                        metadata=admin)).case).partner_id:
+                await asyncio.sleep(0.2)
+    finally:
+        consumer.stop()
+        await task
+    assert case.status == api.CASE_STATUS_TRIAGED and case.assignee_id == ""
+    assert case.history[-1].event_type == "ganshou.casework.v1.CaseAssignmentEnded" and "合作到期" in case.history[-1].detail
+    # Its staff no longer work the case; it cannot be assigned to the partner gone.
+    assert (await error_of(casework.stub.GetCase(api.GetCaseRequest(case_id=case_id), metadata=staff))).code() == \
+        grpc.StatusCode.PERMISSION_DENIED
+    err = await error_of(assign())
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "has left" in field_violations(err)["assignee_id"]
 
 
 async def test_a_second_report_links_as_a_contact(casework, community_id) -> None:

@@ -80,7 +80,10 @@ async def town_ids(rsystem) -> tuple[dict, dict, str]:
             await client.until("casework", "GetCase", capi.GetCaseRequest(case_id=case_id))
             # Partner staff act on the cases assigned to their partner.
             await client.call("casework", "RespondToCase", capi.RespondToCaseRequest(request_id=rid(), case_id=case_id))
-            await client.call("casework", "AssignCase", capi.AssignCaseRequest(
+            await client.call("casework", "TriageCase", capi.TriageCaseRequest(request_id=rid(), case_id=case_id,
+                                                                                track=cev.TRACK_SOLVE_SOON))
+            # until: casework learns of the partner, registered moments ago, from its events.
+            await client.until("casework", "AssignCase", capi.AssignCaseRequest(
                 request_id=rid(), case_id=case_id, assignee_kind=cev.ASSIGNEE_KIND_PARTNER,
                 assignee_id=mix.town.partner))
             out.append({"community_id": c.id, "household_id": household, "resident_id": resident,

@@ -1,7 +1,7 @@
 """The casework service's processes.
 
     python -m ganshou_casework serve     gRPC server (GRPC_PORT), /metrics (METRICS_PORT)
-    python -m ganshou_casework worker    demand → case and partner reactions, promise timers
+    python -m ganshou_casework worker    demand → case and partner reactions, known partners, promise timers
     python -m ganshou_casework migrate   apply the database migrations (DATABASE_URL)
     python -m ganshou_casework relay     outbox relay to ganshou.casework.events.v1
 """
@@ -27,11 +27,18 @@ async def serve() -> None:
 
 
 async def worker() -> None:
-    from ganshou_casework.app.bootstrap import Settings, build_app, build_consumer, run_timers
+    from ganshou_casework.app.bootstrap import Settings, build_app, build_consumer, build_partner_consumer, run_timers
 
     app = await build_app(Settings.from_env())
     consumer = build_consumer(app, env("KAFKA_BOOTSTRAP"))
-    await service_main.work(lambda stop: [consumer.run(), run_timers(app, stop)], app.store.close, consumer.stop)
+    partners = build_partner_consumer(app, env("KAFKA_BOOTSTRAP"))
+
+    def stop_consumers() -> None:
+        consumer.stop()
+        partners.stop()
+
+    await service_main.work(lambda stop: [consumer.run(), partners.run(), run_timers(app, stop)], app.store.close,
+                            stop_consumers)
 
 
 def main(argv: list[str] | None = None) -> None:

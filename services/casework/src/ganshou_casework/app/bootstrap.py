@@ -58,6 +58,16 @@ def build_consumer(app: CaseworkApp, bootstrap: str) -> IdempotentConsumer:
                               group_id=os.environ.get("CASEWORK_CONSUMER_GROUP", "casework"))
 
 
+def build_partner_consumer(app: CaseworkApp, bootstrap: str) -> IdempotentConsumer:
+    """The partners casework may assign to. A group of its own reads partner-resource's history
+    from its start, so a casework upgraded to this learns the partners registered before it."""
+    topics = os.environ.get("CASEWORK_PARTNER_TOPICS", "")
+    group = os.environ.get("CASEWORK_CONSUMER_GROUP", "casework")
+    return IdempotentConsumer("casework-partners", app.store, bootstrap,
+                              topics.split(",") if topics else [events_topic("partner-resource")],
+                              app.partner_reactions(), dead_letter_topic("casework"), group_id=f"{group}-partners")
+
+
 async def run_timers(app: CaseworkApp, stop: asyncio.Event, tick_s: float = 1.0) -> None:
     """Fire every promise past due, each tick; a restart catches up at once."""
     while not stop.is_set():

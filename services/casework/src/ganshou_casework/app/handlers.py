@@ -19,7 +19,7 @@ from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as intake
 from ganshou.partner_resource.v1 import events_pb2 as partner
 from ganshou_casework.adapters import cases as repo
-from ganshou_casework.domain.case import Case, PromiseState, ts
+from ganshou_casework.domain.case import OPEN_STATES, Case, PromiseState, ts
 from ganshou_casework.domain.promises import PromisePolicy
 from ganshou_common.codec import decode_payload, new_event, unpack
 from ganshou_common.commands import execute, fingerprint
@@ -95,6 +95,12 @@ def _check_access(who: Principal, case: Case, partner_may: bool) -> None:
     who.require_community(case.community_id)
 
 
+async def _lock_partner(tx: PostgresTransaction, partner_id: str) -> None:
+    """A match for a partner and the partner leaving, handled by two consumers at once, would
+    each miss the other's uncommitted write: taken in turn, the later one sees the earlier."""
+    await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('casework-partner:' || $1, 0))", partner_id)
+
+
 @dataclass
 class CaseworkApp:
     store: PostgresEventStore
@@ -135,9 +141,24 @@ class CaseworkApp:
             post = await self.store.pool.fetchrow("SELECT community_id FROM posts WHERE post_id = $1", req.assignee_id)
             if post is None:
                 raise InvalidArgument.field("assignee_id", f"no responsibility post {req.assignee_id!r}")
-        partner_id = req.assignee_id if req.assignee_kind == ev.ASSIGNEE_KIND_PARTNER else ""
+        partner_id = ""
+        if req.assignee_kind == ev.ASSIGNEE_KIND_PARTNER:
+            await self._check_partner(req.assignee_id)
+            partner_id = req.assignee_id
         return await self._case_command(who, cid, req,
                                         lambda c, now: c.assign(req.assignee_kind, req.assignee_id, partner_id))
+
+    async def _check_partner(self, partner_id: str) -> None:
+        """A case waits on its partner: one casework has not heard of, or that has left, would
+        keep it waiting on nobody."""
+        row = await self.store.pool.fetchrow("SELECT name, left_at FROM known_partners WHERE partner_id = $1",
+                                             partner_id)
+        if row is None:
+            raise InvalidArgument.field("assignee_id", f"no partner {partner_id!r} (one registered moments ago is "
+                                                       "known to casework within seconds: try again then)")
+        if row["left_at"] is not None:
+            raise InvalidArgument.field("assignee_id", f"partner {partner_id} ({row['name']}) has left the "
+                                                       f"partnership on {row['left_at']:%Y-%m-%d}")
 
     async def arrive(self, who, cid, req: api.RecordOnSiteArrivalRequest) -> api.Case:
         return await self._case_command(who, cid, req, lambda c, now: c.arrive(who.subject, now), partner_may=True)
@@ -266,6 +287,14 @@ class CaseworkApp:
         case = await repo.load(tx, m.case_id)
         if case.status not in (api.CASE_STATUS_TRIAGED, api.CASE_STATUS_ASSIGNED):
             return  # the case moved on (resolved meanwhile): nothing to assign
+        await _lock_partner(tx, m.partner_id)
+        if await tx.conn.fetchval("SELECT left_at IS NOT NULL FROM known_partners WHERE partner_id = $1",
+                                  m.partner_id):
+            # Matched just before the partner left (its offerings are withdrawn as it leaves).
+            await repo.save(tx, case, [ev.PartnerHelpUnavailable(
+                case_id=m.case_id, request_id=m.request_id, reason=f"partner {m.partner_id} has left the partnership")],
+                Metadata(env.correlation_id, env.event_id, "casework", "system"))
+            return
         await repo.save(tx, case, case.assign(ev.ASSIGNEE_KIND_PARTNER, m.partner_id, m.partner_id, m.offering_id),
                         Metadata(env.correlation_id, env.event_id, "casework", "system"))
 
@@ -274,6 +303,31 @@ class CaseworkApp:
         case = await repo.load(tx, m.case_id)
         await repo.save(tx, case, [ev.PartnerHelpUnavailable(case_id=m.case_id, request_id=m.request_id, reason=m.reason)],
                         Metadata(env.correlation_id, env.event_id, "casework", "system"))
+
+    async def on_partner_registered(self, tx: PostgresTransaction, env: envelope_pb2.EventEnvelope) -> None:
+        p = unpack(env, partner.PartnerRegistered)
+        await tx.conn.execute("INSERT INTO known_partners (partner_id, name) VALUES ($1, $2) "
+                              "ON CONFLICT (partner_id) DO UPDATE SET name = excluded.name", p.partner_id, p.name)
+
+    async def on_partner_left(self, tx: PostgresTransaction, env: envelope_pb2.EventEnvelope) -> None:
+        p = unpack(env, partner.PartnerLeft)
+        at = env.occurred_at.ToDatetime(tzinfo=UTC) if env.HasField("occurred_at") else _now()
+        await _lock_partner(tx, p.partner_id)
+        await tx.conn.execute("UPDATE known_partners SET left_at = $2 WHERE partner_id = $1", p.partner_id, at)
+        # Its open cases would wait on nobody: back to their communities, to assign again.
+        reason = f"partner {p.partner_id} left the partnership" + (f": {p.reason}" if p.reason else "")
+        meta = Metadata(env.correlation_id, env.event_id, "casework", "system")
+        for row in await tx.conn.fetch("SELECT case_id FROM cases WHERE partner_id = $1 AND status = ANY($2)",
+                                       p.partner_id, list(OPEN_STATES)):
+            case = await repo.load(tx, row["case_id"])
+            await repo.save(tx, case, case.partner_left(p.partner_id, reason), meta)
+
+    def partner_reactions(self) -> dict[str, Callable]:
+        """The known-partners read model's, fed by a consumer of its own (see build_partner_consumer)."""
+        return {
+            partner.PartnerRegistered.DESCRIPTOR.full_name: self.on_partner_registered,
+            partner.PartnerLeft.DESCRIPTOR.full_name: self.on_partner_left,
+        }
 
     def reactions(self) -> dict[str, Callable]:
         return {

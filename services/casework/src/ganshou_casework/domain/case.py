@@ -195,6 +195,12 @@ class Case:
         return [ev.PartnerHelpRequested(case_id=self.case_id, request_id=request_id, community_id=self.community_id,
                                         need_category=need, note=note)]
 
+    def partner_left(self, partner_id: str, reason: str) -> list[Message]:
+        """An open case of a partner that left goes back to its community to assign again."""
+        if self.status not in OPEN_STATES or not self.partner_id or self.partner_id != partner_id:
+            return []
+        return [ev.CaseAssignmentEnded(case_id=self.case_id, partner_id=partner_id, reason=reason)]
+
     # ---- state -------------------------------------------------------------------------------
 
     def apply(self, e: Message) -> None:
@@ -211,6 +217,10 @@ class Case:
             case ev.CaseAssigned():
                 self.status = S.CASE_STATUS_ASSIGNED
                 self.assignee_kind, self.assignee_id, self.partner_id = e.assignee_kind, e.assignee_id, e.partner_id
+            case ev.CaseAssignmentEnded():
+                if self.status == S.CASE_STATUS_ASSIGNED:
+                    self.status = S.CASE_STATUS_TRIAGED
+                self.assignee_kind, self.assignee_id, self.partner_id = ev.ASSIGNEE_KIND_UNSPECIFIED, "", ""
             case ev.OnSiteArrived():
                 self.on_site_at = dt(e.arrived_at)
             case ev.CaseResolved():

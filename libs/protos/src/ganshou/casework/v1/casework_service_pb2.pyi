@@ -513,7 +513,11 @@ class AssignCaseRequest(_message.Message):
     case_id: _builtins.str
     assignee_kind: _events_pb2.AssigneeKind.ValueType
     assignee_id: _builtins.str
-    """A cadre's id, a responsibility post's id, or a partner's id."""
+    """A cadre's id, a responsibility post's id, or a partner's id. A partner must be one casework
+    knows (from partner-resource's events, within seconds of its registration) and that has not
+    left: INVALID_ARGUMENT assignee_id otherwise. A partner leaving hands its open cases back
+    (CaseAssignmentEnded: an ASSIGNED case is TRIAGED again, to be assigned anew).
+    """
     def __init__(
         self,
         *,

@@ -678,6 +678,35 @@ class PartnerHelpUnavailable(_message.Message):
 Global___PartnerHelpUnavailable: _TypeAlias = PartnerHelpUnavailable  # noqa: Y015
 
 @_typing.final
+class CaseAssignmentEnded(_message.Message):
+    """The case's partner left the partnership: the case is back with its community (TRIAGED when
+    it was ASSIGNED) to be assigned again, and the partner's staff no longer work it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    partner_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "partner_id", b"partner_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseAssignmentEnded: _TypeAlias = CaseAssignmentEnded  # noqa: Y015
+
+@_typing.final
 class DeliberationOpened(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
