@@ -221,6 +221,45 @@ async def test_a_case_goes_to_known_partners_only_and_back_when_its_partner_leav
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "has left" in field_violations(err)["assignee_id"]
 
 
+async def test_a_partner_lists_the_cases_assigned_to_it_in_every_community(casework, community_id) -> None:
+    admin = casework.auth(Role.TOWN_ADMIN)
+    other_community = f"c-{uuid.uuid4().hex[:8]}"
+    p, q = (f"p-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    conn = await asyncpg.connect(casework.dsn)
+    await conn.executemany("INSERT INTO known_partners (partner_id, name) VALUES ($1, $2)", [(p, "P"), (q, "Q")])
+    await conn.close()
+    mine = []
+    for community, partner in ((community_id, p), (other_community, p), (community_id, q), (community_id, "")):
+        case_id = await casework.open_case(community)
+        if partner:
+            await casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=admin)
+            await casework.stub.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id,
+                                                                 track=ev.TRACK_SOLVE_SOON), metadata=admin)
+            await casework.stub.AssignCase(api.AssignCaseRequest(request_id=rid(), case_id=case_id, assignee_id=partner,
+                                                                 assignee_kind=ev.ASSIGNEE_KIND_PARTNER), metadata=admin)
+        if partner == p:
+            mine.append(case_id)
+    staff = casework.auth(Role.PARTNER_STAFF, partner=p)
+
+    async def listed(md, **kw) -> list[str]:
+        return [k.case_id for k in (await casework.stub.ListCases(api.ListCasesRequest(**kw), metadata=md)).cases]
+
+    assert await listed(staff) == mine[::-1]  # theirs, newest first, every community
+    assert await listed(staff, partner_id=p, community_id=other_community) == [mine[1]]
+    assert await listed(admin, partner_id=p) == mine[::-1]
+    assert await listed(casework.auth(Role.COMMUNITY_CADRE, community_id), community_id=community_id, partner_id=p) == \
+        [mine[0]]
+    assert len(await listed(admin, community_id=community_id)) == 3
+    denied = [casework.stub.ListCases(api.ListCasesRequest(partner_id=q), metadata=staff),
+              casework.stub.ListCases(api.ListCasesRequest(community_id=community_id),
+                                      metadata=casework.auth(Role.PARTNER_STAFF))]  # a token with no partner
+    for call in denied:
+        assert (await error_of(call)).code() == grpc.StatusCode.PERMISSION_DENIED
+    err = await error_of(casework.stub.ListCases(api.ListCasesRequest(partner_id=p),
+                                                 metadata=casework.auth(Role.COMMUNITY_CADRE, community_id)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "community_id" in field_violations(err)
+
+
 async def test_a_second_report_links_as_a_contact(casework, community_id) -> None:
     admin = casework.auth(Role.TOWN_ADMIN)
     first, second = await casework.open_case(community_id), await casework.open_case(community_id)

@@ -220,9 +220,11 @@ def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
 
 
 @cases_app.command("list")
-def cases_list(community: str, status: str = "", overdue: bool = False,
+def cases_list(community: Annotated[str, typer.Argument(help="the community (optional with --partner)")] = "",
+               status: str = "", overdue: bool = False,
+               partner: Annotated[str, typer.Option(help="only the cases assigned to this partner")] = "",
                output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
-    """The cases of a community (all pages)."""
+    """The cases of a community, or a partner's (all pages, newest first)."""
     from ganshou.casework.v1 import casework_service_pb2 as capi
     from ganshou.casework.v1 import events_pb2 as cev
 
@@ -234,7 +236,7 @@ def cases_list(community: str, status: str = "", overdue: bool = False,
             found, token_ = [], ""
             while True:
                 page = await clients.casework.ListCases(capi.ListCasesRequest(
-                    community_id=community, status=status_value, overdue_only=overdue, page_size=200,
+                    community_id=community, partner_id=partner, status=status_value, overdue_only=overdue, page_size=200,
                     page_token=token_), metadata=clients.metadata)
                 found += page.cases
                 token_ = page.next_page_token
@@ -250,7 +252,7 @@ def cases_list(community: str, status: str = "", overdue: bool = False,
         print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for k in found],
                          ensure_ascii=False))
         return
-    table = Table(title=f"Cases — {community}")
+    table = Table(title="Cases — " + " · ".join(x for x in (community, partner and f"partner {partner}") if x))
     for col in ("case", "status", "track", "channel", "category", "opened", "score"):
         table.add_column(col)
     for k in found:

@@ -71,7 +71,7 @@ class CaseworkServicer(rpc.CaseworkServiceServicer):
     async def GetCase(self, request, context):
         return api.GetCaseResponse(case=await self.app.get_case(who(), request))
 
-    @admits(ADMIN, CADRE, HOTLINE, AUDITOR)
+    @admits(ADMIN, CADRE, HOTLINE, PARTNER, AUDITOR)
     async def ListCases(self, request, context):
         return await self.app.list_cases(who(), request)
 

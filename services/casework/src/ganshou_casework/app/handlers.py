@@ -245,19 +245,42 @@ class CaseworkApp:
         return case_view(case, stored)
 
     async def list_cases(self, who: Principal, req: api.ListCasesRequest) -> api.ListCasesResponse:
+        partner_id = req.partner_id
+        if who.role == Role.PARTNER_STAFF:  # their partner's cases, and only those
+            if not who.partner_id or partner_id not in ("", who.partner_id):
+                raise PermissionDenied(f"partner staff list their own partner's cases, not {partner_id!r}'s")
+            partner_id = who.partner_id
         v = Violations()
-        v.code("community_id", req.community_id)
+        if req.community_id or not partner_id:
+            v.code("community_id", req.community_id)
+        elif who.role not in (Role.TOWN_ADMIN, Role.AUDITOR, Role.PARTNER_STAFF):
+            v.add("community_id", "required: a community you serve (a partner's cases in every community are "
+                                  "listed by the town's admins and auditors)")
+        if partner_id:
+            v.required("partner_id", partner_id, 64)
         v.raise_if_any()
-        who.require_community(req.community_id)
+        if req.community_id and who.role != Role.PARTNER_STAFF:
+            who.require_community(req.community_id)
         limit = page_size(req.page_size)
         after_at, after_id = _newest_first_after(req.page_token)
-        rows = await self.store.pool.fetch(
-            "SELECT c.case_id, c.opened_at FROM cases c WHERE c.community_id = $1 AND ($2 = 0 OR c.status = $2) "
-            "AND ($3 = 0 OR c.track = $3) AND (NOT $4 OR c.broken_promises > 0 OR EXISTS ("
-            "  SELECT 1 FROM promise_timers t WHERE t.case_id = c.case_id AND t.state = 'pending' AND t.due_at < now())) "
-            "AND ($5::timestamptz IS NULL OR (c.opened_at, c.case_id) < ($5, $6)) "
-            "ORDER BY c.opened_at DESC, c.case_id DESC LIMIT $7",
-            req.community_id, req.status, req.track, req.overdue_only, after_at, after_id, limit)
+        # The filters given, and only those, in the statement: each shape keeps a plan on its index.
+        args: list = []
+
+        def arg(value) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = [f"c.community_id = {arg(req.community_id)}"] if req.community_id else []
+        where += [f"c.partner_id = {arg(partner_id)}"] if partner_id else []
+        where += [f"c.status = {arg(req.status)}"] if req.status else []
+        where += [f"c.track = {arg(req.track)}"] if req.track else []
+        if req.overdue_only:
+            where.append("(c.broken_promises > 0 OR EXISTS (SELECT 1 FROM promise_timers t WHERE t.case_id = c.case_id "
+                         "AND t.state = 'pending' AND t.due_at < now()))")
+        if after_at is not None:
+            where.append(f"(c.opened_at, c.case_id) < ({arg(after_at)}, {arg(after_id)})")
+        rows = await self.store.pool.fetch(f"SELECT c.case_id, c.opened_at FROM cases c WHERE {' AND '.join(where)} "
+                                           f"ORDER BY c.opened_at DESC, c.case_id DESC LIMIT {arg(limit)}", *args)
         out = api.ListCasesResponse()
         async with self.store.transaction() as tx:
             for r in rows:

@@ -815,7 +815,9 @@ Global___GetCaseResponse: _TypeAlias = GetCaseResponse  # noqa: Y015
 
 @_typing.final
 class ListCasesRequest(_message.Message):
-    """Newest first: by when the case's demand was raised (a case's opened_at)."""
+    """Newest first: by when the case's demand was raised (a case's opened_at).
+    A community's cases, or a partner's, newest first.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -825,13 +827,21 @@ class ListCasesRequest(_message.Message):
     OVERDUE_ONLY_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
+    """Required, except with partner_id for a town admin, an auditor or partner staff: then every
+    community's cases of that partner.
+    """
     status: Global___CaseStatus.ValueType
     track: _events_pb2.Track.ValueType
     overdue_only: _builtins.bool
     """Only cases with a promise broken or past due."""
     page_size: _builtins.int
     page_token: _builtins.str
+    partner_id: _builtins.str
+    """Only the cases assigned to this partner. Partner staff list their own partner's (empty
+    means theirs; another's is PERMISSION_DENIED).
+    """
     def __init__(
         self,
         *,
@@ -841,10 +851,11 @@ class ListCasesRequest(_message.Message):
         overdue_only: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "overdue_only", b"overdue_only", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "track", b"track"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "overdue_only", b"overdue_only", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
