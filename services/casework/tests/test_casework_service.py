@@ -183,6 +183,9 @@ async def test_a_case_goes_to_known_partners_only_and_back_when_its_partner_leav
 
     err = await error_of(assign())
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "assignee_id" in field_violations(err)
+    err = await error_of(casework.stub.AssignCase(api.AssignCaseRequest(request_id=rid(), assignee_id=partner_id),
+                                                  metadata=admin))
+    assert set(field_violations(err)) == {"case_id", "assignee_kind"}  # told together, before any look-up
 
     topic = await new_topic(kafka_bootstrap)
     monkeypatch.setenv("CASEWORK_PARTNER_TOPICS", topic)

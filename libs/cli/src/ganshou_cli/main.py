@@ -252,7 +252,8 @@ def cases_list(community: Annotated[str, typer.Argument(help="the community (opt
         print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for k in found],
                          ensure_ascii=False))
         return
-    table = Table(title="Cases — " + " · ".join(x for x in (community, partner and f"partner {partner}") if x))
+    table = Table(title="Cases — " + (" · ".join(x for x in (community, partner and f"partner {partner}") if x)
+                                      or "your partner's"))
     for col in ("case", "status", "track", "channel", "category", "opened", "score"):
         table.add_column(col)
     for k in found:

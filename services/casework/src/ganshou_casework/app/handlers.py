@@ -134,6 +134,7 @@ class CaseworkApp:
 
     async def assign(self, who, cid, req: api.AssignCaseRequest) -> api.Case:
         v = Violations()
+        v.required("case_id", req.case_id, 64)  # with the assignee's, before looking the assignee up
         v.enum("assignee_kind", req.assignee_kind, ev.AssigneeKind)
         v.required("assignee_id", req.assignee_id, 64)
         v.raise_if_any()
@@ -248,7 +249,7 @@ class CaseworkApp:
         partner_id = req.partner_id
         if who.role == Role.PARTNER_STAFF:  # their partner's cases, and only those
             if not who.partner_id or partner_id not in ("", who.partner_id):
-                raise PermissionDenied(f"partner staff list their own partner's cases, not {partner_id!r}'s")
+                raise PermissionDenied(f"partner staff list their own partner's cases only (asked: {partner_id!r})")
             partner_id = who.partner_id
         v = Violations()
         if req.community_id or not partner_id:
