@@ -1,4 +1,4 @@
-"""The dashboards are the generator's output, and the alert rules pass promtool."""
+"""The dashboards are the generator's output, and the alert rules pass promtool and its tests."""
 
 from __future__ import annotations
 
@@ -28,4 +28,13 @@ def test_dashboard_json_is_current() -> None:
 def test_alert_rules_pass_promtool() -> None:
     rules = sorted((ROOT / "deploy/prometheus/rules").glob("*.yml"))
     out = subprocess.run(["promtool", "check", "rules", *map(str, rules)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promise_alerts_fire_through_an_outage_of_the_metrics_worker() -> None:
+    """promtool's rule tests (tests/unit/rules/): a promise broken while the worker was down
+    for longer than the window, or in a community first seen late, is still alerted on."""
+    tests = sorted((ROOT / "tests/unit/rules").glob("*_test.yml"))
+    assert tests
+    out = subprocess.run(["promtool", "test", "rules", *map(str, tests)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
