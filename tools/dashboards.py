@@ -7,6 +7,7 @@ panels, so every panel follows the same shape and its query is in one place.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,7 +29,11 @@ DASHBOARDS = {
         ("Reopen rate", "stat", "percentunit", [f"ganshou_reopen_ratio{{{C}}}"]),
         ("Demands by channel", "bargauge", "none", [f"ganshou_demands_by_channel{{{C}}}"]),
         ("Cases by track", "bargauge", "none", [f"ganshou_cases_by_track{{{C}}}"]),
-        ("Satisfaction by segment", "bargauge", "none", ["ganshou_segment_satisfaction_mean_score"]),
+        ("Satisfaction by segment (town)", "bargauge", "none", ["ganshou_segment_satisfaction_mean_score"]),
+        ("Satisfied share, by segment (town)", "bargauge", "percentunit", ["ganshou_segment_satisfied_ratio"]),
+        ("Issues received, by segment (town)", "bargauge", "none", ["ganshou_segment_issues_received"]),
+        ("Resolved or explained, by segment (town)", "bargauge", "percentunit",
+         ["ganshou_segment_resolved_or_explained_ratio"]),
         ("Resolved or explained, by community", "bargauge", "percentunit",
          ['ganshou_resolved_or_explained_ratio{community!=""}']),
         ("Visit coverage, by community", "bargauge", "percentunit", ['ganshou_visit_coverage_ratio{community!=""}']),
@@ -55,6 +60,8 @@ DASHBOARDS = {
         ("Service person-times", "stat", "none", [f"ganshou_service_person_times{{{C}}}"]),
         ("Aid paid (yuan)", "stat", "currencyCNY", [f"ganshou_aid_paid_fen{{{C}}} / 100"]),
         ("Aid paid by kind (yuan)", "bargauge", "currencyCNY", [f"ganshou_aid_paid_by_kind_fen{{{C}}} / 100"]),
+        ("Aid paid by segment (yuan, town)", "bargauge", "currencyCNY", ["ganshou_segment_aid_paid_fen / 100"]),
+        ("Service person-times, by segment (town)", "bargauge", "none", ["ganshou_segment_service_person_times"]),
         ("Aid beneficiaries: person-times / distinct", "stat", "none",
          [f"ganshou_aid_beneficiary_person_times{{{C}}}", f"ganshou_aid_beneficiaries_distinct{{{C}}}"]),
         ("Partner matches", "stat", "none", [f"ganshou_partner_matches{{{C}}}"]),
@@ -89,13 +96,32 @@ DASHBOARDS = {
 }
 
 
+BY = ("segment", "channel", "track", "category", "kind")  # the labels a breakdown's bars are named by
+
+
+def legend(title: str, expr: str, i: int, n: int) -> str:
+    """A bar or value named by what it stands for, not by its whole label set."""
+    if 'community!=""' in expr:
+        return "{{community}}"
+    if m := re.search(r"\b(?:sum|max) by \((?:le, )?(\w+)\)", expr):  # a quantile's buckets: by what follows le
+        return "{{%s}}" % m.group(1)
+    for label in BY:
+        if f"_{label}" in expr.split("{")[0] or (label == "category" and "ganshou_agreements" in expr):
+            return "{{%s}}" % label
+    if n > 1:  # "Households visited / due": each value named by its part of the title
+        parts = [x.strip() for x in title.split(":")[-1].split("/")]
+        return parts[i] if len(parts) == n else ""
+    return ""
+
+
 def panel(n: int, title: str, kind: str, unit: str, exprs: list[str]) -> dict:
     return {
         "id": n + 1, "type": kind, "title": title, "datasource": DS,
         "gridPos": {"h": 6 if kind == "stat" else 8, "w": 6 if kind == "stat" else 12,
                     "x": (n * 6) % 24 if kind == "stat" else (n % 2) * 12, "y": n * 8},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": chr(65 + i), "expr": e, "datasource": DS} for i, e in enumerate(exprs)],
+        "targets": [{"refId": chr(65 + i), "expr": e, "datasource": DS, "legendFormat": legend(title, e, i, len(exprs))}
+                    for i, e in enumerate(exprs)],
         "options": {"reduceOptions": {"calcs": ["lastNotNull"]}},
     }
 

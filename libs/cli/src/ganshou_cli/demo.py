@@ -297,6 +297,11 @@ class Town:
                 await pr.RecordDelivery(papi.RecordDeliveryRequest(
                     request_id=self.rid(), offering_id=o.offering_id, community_id=cid,
                     person_times=rng.randint(3, 15)), metadata=md)
+                # and one to a resident at home, counted in their segment too
+                home = papi.RecordDeliveryRequest(request_id=self.rid(), offering_id=o.offering_id, community_id=cid,
+                                                  resident_id=rng.choice(self.households[cid]).resident_ids[0],
+                                                  person_times=1)
+                await _eventually(lambda: pr.RecordDelivery(home, metadata=md))
             progress.advance(task)
         for cid in ids:
             for h in rng.sample(self.households[cid], k=min(3, len(self.households[cid]))):
