@@ -224,6 +224,33 @@ async def test_a_case_goes_to_known_partners_only_and_back_when_its_partner_leav
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "has left" in field_violations(err)["assignee_id"]
 
 
+async def test_an_assignment_waits_for_its_partner_leaving_and_is_then_refused(casework, community_id) -> None:
+    """AssignCase reads the partner under the lock the partner's leaving takes: one racing the
+    other cannot leave a case with a partner gone."""
+    admin = casework.auth(Role.TOWN_ADMIN)
+    partner_id = f"p-{uuid.uuid4().hex[:8]}"
+    case_id = await casework.open_case(community_id)
+    await casework.stub.RespondToCase(api.RespondToCaseRequest(request_id=rid(), case_id=case_id), metadata=admin)
+    await casework.stub.TriageCase(api.TriageCaseRequest(request_id=rid(), case_id=case_id, track=ev.TRACK_SOLVE_SOON),
+                                   metadata=admin)
+    conn = await asyncpg.connect(casework.dsn)
+    try:
+        await conn.execute("INSERT INTO known_partners (partner_id, name) VALUES ($1, 'P')", partner_id)
+        async with conn.transaction():  # the partners consumer, mid-way through PartnerLeft
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('casework-partner:' || $1, 0))",
+                               partner_id)
+            await conn.execute("UPDATE known_partners SET left_at = now() WHERE partner_id = $1", partner_id)
+            assign = asyncio.ensure_future(casework.stub.AssignCase(api.AssignCaseRequest(
+                request_id=rid(), case_id=case_id, assignee_id=partner_id, assignee_kind=ev.ASSIGNEE_KIND_PARTNER),
+                metadata=admin))
+            await asyncio.sleep(1.0)
+            assert not assign.done()  # waits for the leaving to commit
+    finally:
+        await conn.close()
+    err = await error_of(assign)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "has left" in field_violations(err)["assignee_id"]
+
+
 async def test_a_partner_lists_the_cases_assigned_to_it_in_every_community(casework, community_id) -> None:
     admin = casework.auth(Role.TOWN_ADMIN)
     other_community = f"c-{uuid.uuid4().hex[:8]}"

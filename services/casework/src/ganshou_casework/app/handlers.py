@@ -101,6 +101,20 @@ async def _lock_partner(tx: PostgresTransaction, partner_id: str) -> None:
     await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('casework-partner:' || $1, 0))", partner_id)
 
 
+async def _check_partner(tx: PostgresTransaction, partner_id: str) -> None:
+    """A case waits on its partner: one casework has not heard of, or that has left, would keep
+    it waiting on nobody. Under the partner's lock, so the partner leaving meanwhile waits for
+    this command and then hands the case back."""
+    await _lock_partner(tx, partner_id)
+    row = await tx.conn.fetchrow("SELECT name, left_at FROM known_partners WHERE partner_id = $1", partner_id)
+    if row is None:
+        raise InvalidArgument.field("assignee_id", f"no partner {partner_id!r} (one registered moments ago is "
+                                                   "known to casework within seconds: try again then)")
+    if row["left_at"] is not None:
+        raise InvalidArgument.field("assignee_id", f"partner {partner_id} ({row['name']}) has left the "
+                                                   f"partnership on {row['left_at']:%Y-%m-%d}")
+
+
 @dataclass
 class CaseworkApp:
     store: PostgresEventStore
@@ -109,12 +123,14 @@ class CaseworkApp:
     # ---- case commands -------------------------------------------------------------------
 
     async def _case_command(self, who: Principal, cid: str, req, decide: Decision, *,
-                            partner_may: bool = False) -> api.Case:
+                            partner_may: bool = False, check=None) -> api.Case:
         v = Violations()
         v.required("case_id", req.case_id, 64)
         v.raise_if_any()
 
         async def run(tx: PostgresTransaction) -> bytes:
+            if check is not None:  # in the command's transaction, before the case is read
+                await check(tx)
             case = await repo.load(tx, req.case_id)
             _check_access(who, case, partner_may)
             await repo.save(tx, case, decide(case, _now()), _meta(who, cid, req.request_id))
@@ -142,24 +158,10 @@ class CaseworkApp:
             post = await self.store.pool.fetchrow("SELECT community_id FROM posts WHERE post_id = $1", req.assignee_id)
             if post is None:
                 raise InvalidArgument.field("assignee_id", f"no responsibility post {req.assignee_id!r}")
-        partner_id = ""
-        if req.assignee_kind == ev.ASSIGNEE_KIND_PARTNER:
-            await self._check_partner(req.assignee_id)
-            partner_id = req.assignee_id
+        partner_id = req.assignee_id if req.assignee_kind == ev.ASSIGNEE_KIND_PARTNER else ""
         return await self._case_command(who, cid, req,
-                                        lambda c, now: c.assign(req.assignee_kind, req.assignee_id, partner_id))
-
-    async def _check_partner(self, partner_id: str) -> None:
-        """A case waits on its partner: one casework has not heard of, or that has left, would
-        keep it waiting on nobody."""
-        row = await self.store.pool.fetchrow("SELECT name, left_at FROM known_partners WHERE partner_id = $1",
-                                             partner_id)
-        if row is None:
-            raise InvalidArgument.field("assignee_id", f"no partner {partner_id!r} (one registered moments ago is "
-                                                       "known to casework within seconds: try again then)")
-        if row["left_at"] is not None:
-            raise InvalidArgument.field("assignee_id", f"partner {partner_id} ({row['name']}) has left the "
-                                                       f"partnership on {row['left_at']:%Y-%m-%d}")
+                                        lambda c, now: c.assign(req.assignee_kind, req.assignee_id, partner_id),
+                                        check=(lambda tx: _check_partner(tx, partner_id)) if partner_id else None)
 
     async def arrive(self, who, cid, req: api.RecordOnSiteArrivalRequest) -> api.Case:
         return await self._case_command(who, cid, req, lambda c, now: c.arrive(who.subject, now), partner_may=True)
