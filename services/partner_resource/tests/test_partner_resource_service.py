@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
@@ -64,6 +65,31 @@ async def test_partners_pairings_agreements(partners, community_id) -> None:
     assert [x.active for x in pairings.pairings] == [False]
     other = await error_of(s.ListPairings(api.ListPairingsRequest(community_id="c-else"), metadata=cadre))
     assert other.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_capacity_is_counted_by_the_towns_months(partners, community_id, monkeypatch) -> None:
+    """01:00 on 1 December in Shanghai is still 30 November in UTC: the town's month counts."""
+    from ganshou_partner_resource.app import handlers
+
+    s, admin = partners.stub, partners.auth(ADMIN)
+    p = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name=f"所{rid()[:6]}",
+                                                           kind=ev.PARTNER_KIND_COMPANY), metadata=admin)
+    o = await s.PublishOffering(api.PublishOfferingRequest(request_id=rid(), partner_id=p.partner_id, category="clinic",
+                                                           title="义诊", capacity_per_period=5), metadata=admin)
+
+    def at(moment: datetime):
+        monkeypatch.setattr(handlers, "_now", lambda: moment)
+
+    at(datetime(2026, 11, 30, 15, 30, tzinfo=UTC))  # 23:30 on 30 November in Shanghai
+    assert (await s.RecordDelivery(api.RecordDeliveryRequest(request_id=rid(), offering_id=o.offering_id,
+                                                             community_id=community_id, person_times=5),
+                                   metadata=admin)).used_this_period == 5
+    at(datetime(2026, 11, 30, 17, 0, tzinfo=UTC))  # 01:00 on 1 December: a new month, its capacity whole
+    assert (await s.RecordDelivery(api.RecordDeliveryRequest(request_id=rid(), offering_id=o.offering_id,
+                                                             community_id=community_id, person_times=5),
+                                   metadata=admin)).used_this_period == 5
+    shown = await s.GetOffering(api.GetOfferingRequest(offering_id=o.offering_id), metadata=admin)
+    assert shown.offering.used_this_period == 5
 
 
 async def test_offerings_deliveries_and_capacity(partners, community_id) -> None:

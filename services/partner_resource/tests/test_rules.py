@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from ganshou_common.errors import FailedPrecondition
-from ganshou_partner_resource.domain.rules import Candidate, check_capacity, choose_offering, valid_period
+from ganshou_partner_resource.domain.rules import Candidate, check_capacity, choose_offering, period_of, valid_period
 
 
 def offer(i: str, category="clinic", communities=(), capacity=10, used=0, paired=False, order=0) -> Candidate:
@@ -35,3 +38,13 @@ def test_matching_prefers_the_paired_partner_then_free_capacity_then_the_first_p
 
 def test_periods_are_months() -> None:
     assert valid_period("2026-11") and not valid_period("2026-13") and not valid_period("26-1")
+
+
+@pytest.mark.parametrize("utc, shanghai, utc_month", [
+    (datetime(2026, 11, 30, 15, 59, tzinfo=UTC), "2026-11", "2026-11"),
+    (datetime(2026, 11, 30, 16, 0, tzinfo=UTC), "2026-12", "2026-11"),  # midnight of 1 December in Shanghai
+    (datetime(2026, 12, 31, 16, 0, tzinfo=UTC), "2027-01", "2026-12"),
+])
+def test_a_period_is_the_towns_calendar_month(utc, shanghai, utc_month) -> None:
+    assert period_of(utc, ZoneInfo("Asia/Shanghai")) == shanghai
+    assert period_of(utc, UTC) == utc_month

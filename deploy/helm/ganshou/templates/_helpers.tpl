@@ -51,6 +51,8 @@ helm.sh/chart: {{ include "ganshou.chart" .root }}
 {{- end }}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: GANSHOU_TOWN_TIMEZONE
+  value: {{ .Values.townTimezone | quote }}
 - name: METRICS_PORT
   value: "9100"
 - name: HOME

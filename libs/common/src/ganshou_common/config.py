@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class ConfigError(RuntimeError):
@@ -22,6 +23,17 @@ def env_int(name: str, default: int | None = None) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def town_zone() -> ZoneInfo:
+    """The town's time zone (GANSHOU_TOWN_TIMEZONE, an IANA name; Asia/Shanghai by default):
+    where its calendar months, an offering's capacity periods, begin and end."""
+    name = os.environ.get("GANSHOU_TOWN_TIMEZONE") or "Asia/Shanghai"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("environment variable GANSHOU_TOWN_TIMEZONE must be an IANA time zone such as "
+                          f"Asia/Shanghai, got {name!r}") from None
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -5,8 +5,9 @@ help requests; queries read the views. The request messages are the commands."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
 
@@ -17,6 +18,7 @@ from ganshou.partner_resource.v1 import events_pb2 as ev
 from ganshou.partner_resource.v1 import partner_resource_service_pb2 as api
 from ganshou_common.codec import new_event, unpack
 from ganshou_common.commands import execute, fingerprint
+from ganshou_common.config import town_zone
 from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ganshou_common.eventstore import ANY_VERSION, NO_STREAM, Metadata, StreamAppend
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
@@ -47,6 +49,7 @@ def _require_partner_scope(who: Principal, partner_id: str) -> None:
 @dataclass
 class PartnerResourceApp:
     store: PostgresEventStore
+    zone: ZoneInfo = field(default_factory=town_zone)  # the town's months: offerings' capacity periods
 
     async def _run(self, req, decide: Callable[[PostgresTransaction], "Message"], response_cls):
         async def run(tx: PostgresTransaction) -> bytes:
@@ -221,7 +224,7 @@ class PartnerResourceApp:
             p = await self._partner(tx.conn, req.partner_id)
             if not p.active:
                 raise FailedPrecondition(f"partner {p.partner_id} has left the joint conference")
-            oid, period = new_id(), req.period or period_of(_now())
+            oid, period = new_id(), req.period or period_of(_now(), self.zone)
             e = ev.OfferingPublished(offering_id=oid, partner_id=p.partner_id, category=req.category, title=req.title,
                                      capacity_per_period=req.capacity_per_period, period=period,
                                      communities_served=req.communities_served, schedule=req.schedule)
@@ -283,7 +286,7 @@ class PartnerResourceApp:
                 if r is None or r["community_id"] != req.community_id:
                     raise InvalidArgument.field("resident_id", f"no resident {req.resident_id!r} in {req.community_id}")
                 segment, household = r["segment"], household or r["household_id"]
-            period = period_of(_now())
+            period = period_of(_now(), self.zone)
             used = await tx.conn.fetchval("SELECT used FROM offering_usage WHERE offering_id = $1 AND period = $2",
                                           o.offering_id, period) or 0
             check_capacity(o.capacity_per_period, used, req.person_times, req.override_capacity)
@@ -394,7 +397,7 @@ class PartnerResourceApp:
 
     async def on_partner_help_requested(self, tx: PostgresTransaction, env: envelope_pb2.EventEnvelope) -> None:
         need = unpack(env, casework.PartnerHelpRequested)
-        period = period_of(_now())
+        period = period_of(_now(), self.zone)
         rows = await tx.conn.fetch(
             "SELECT v.body, v.seq, coalesce(u.used, 0) AS used, EXISTS (SELECT 1 FROM views p WHERE p.kind = 'pairing' "
             "AND p.partner_id = v.partner_id AND p.community_ids = ARRAY[$1] AND p.extra = 'active') AS paired "
@@ -474,7 +477,7 @@ class PartnerResourceApp:
     async def _with_usage(self, o: api.Offering) -> api.Offering:
         o.used_this_period = await self.store.pool.fetchval(
             "SELECT coalesce(max(used), 0) FROM offering_usage WHERE offering_id = $1 AND period = $2",
-            o.offering_id, period_of(_now()))
+            o.offering_id, period_of(_now(), self.zone))
         return o
 
     async def get_offering(self, who, offering_id: str) -> api.Offering:

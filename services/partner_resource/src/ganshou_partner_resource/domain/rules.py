@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from ganshou_common.errors import FailedPrecondition
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def period_of(moment: datetime) -> str:
-    """Capacity is counted per calendar month: "YYYY-MM"."""
-    return f"{moment.year:04d}-{moment.month:02d}"
+def period_of(moment: datetime, zone: tzinfo) -> str:
+    """Capacity is counted per calendar month of the town ("YYYY-MM"): a delivery at 01:00 on
+    the 1st in Shanghai is that month's, though it is still the last day of the month before in UTC."""
+    local = moment.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}"
 
 
 def valid_period(period: str) -> bool:

@@ -137,11 +137,13 @@ class Offering(_message.Message):
     category: _builtins.str
     title: _builtins.str
     capacity_per_period: _builtins.int
+    """Person-times a calendar month of the town (GANSHOU_TOWN_TIMEZONE), counted afresh each month."""
     period: _builtins.str
+    """The month it was published from ("YYYY-MM")."""
     schedule: _builtins.str
     active: _builtins.bool
     used_this_period: _builtins.int
-    """Person-times delivered in `period`."""
+    """Person-times delivered this month (the town's), against capacity_per_period."""
     @_builtins.property
     def communities_served(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -187,6 +189,7 @@ class Delivery(_message.Message):
     household_id: _builtins.str
     person_times: _builtins.int
     period: _builtins.str
+    """The town's calendar month it counts in ("YYYY-MM")."""
     over_capacity_override: _builtins.bool
     def __init__(
         self,
@@ -534,9 +537,9 @@ class PublishOfferingRequest(_message.Message):
     category: _builtins.str
     title: _builtins.str
     capacity_per_period: _builtins.int
-    """Person-times a period, 1 to 1,000,000."""
+    """Person-times a calendar month of the town, 1 to 1,000,000."""
     period: _builtins.str
-    """"YYYY-MM"; empty: the current month."""
+    """The month it is offered from ("YYYY-MM"; empty: this month). Capacity renews every month."""
     schedule: _builtins.str
     @_builtins.property
     def communities_served(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
