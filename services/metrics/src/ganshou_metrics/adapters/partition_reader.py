@@ -8,8 +8,10 @@ again and drops the re-fetched events as already read (faust/transport/consumer.
 `_drain_messages`). The agent reads the missing stretch here instead and handles it before
 the event that revealed it, so each stream's events are still applied in order.
 
-The consumer carries the worker's group id only to read the group's committed offsets: it
-is assigned partitions by hand, so it never joins the group, and it never commits.
+The reading consumer has no group: it is assigned partitions by hand and never commits. The
+group's committed offsets are asked of the broker by an admin client. (A consumer carrying the
+group id for that, re-assigned from one partition to the next, now and then had aiokafka's
+coordination task fail on the assignment it had just replaced, and the read with it.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ganshou_common.kafka_config import client_kwargs
 
@@ -32,23 +35,27 @@ class PartitionReader:
     def __init__(self, bootstrap: str, group_id: str, patience_s: float = 60.0):
         self._bootstrap, self._group_id, self._patience_s = bootstrap, group_id, patience_s
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
         self._lock = asyncio.Lock()  # one stretch at a time: the consumer's assignment is shared
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group_id,
-                                        enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs())
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", **client_kwargs())
             await consumer.start()
             self._consumer = consumer
         return self._consumer
 
     async def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset for the partition, as the broker has it."""
-        async with self._lock:
-            consumer = await self._started()
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])  # aiokafka asks only for assigned partitions
-            return await consumer.committed(tp)
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **client_kwargs())
+            await admin.start()
+            self._admin = admin
+        tp = TopicPartition(topic, partition)
+        offsets = await self._admin.list_consumer_group_offsets(self._group_id, partitions=[tp])
+        found = offsets.get(tp)
+        return found.offset if found is not None and found.offset >= 0 else None
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Any]:
         """The records at offsets start ≤ offset < end, in order."""
@@ -74,3 +81,6 @@ class PartitionReader:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
