@@ -111,6 +111,7 @@ class Town:
         progress.advance(task)
         task = progress.add_task("partners, offerings and aid", total=len(PARTNERS))
         await self._partners(ids, progress, task)
+        await self._partner_help(ids)
         task = progress.add_task("organisations, volunteers, service windows", total=len(ids))
         await self._region(ids, progress, task)
 
@@ -211,6 +212,20 @@ class Town:
             if score <= 2 and rng.random() < 0.5:
                 await cw.ReopenCase(capi.ReopenCaseRequest(request_id=rid(), case_id=k, reason="居民不满意"),
                                     metadata=md)
+
+    async def _partner_help(self, ids: list[str]) -> None:
+        """A case of each community still in hand asks the partners for help: the offering
+        matched assigns its partner, whose staff then see it (`ganshou cases list --partner`)."""
+        cw, md = self.c.casework, self.md
+        for cid in ids:
+            in_hand = sorted((k for k in (await self._cases(cid)).values() if k.status == capi.CASE_STATUS_RESPONDED),
+                             key=lambda k: k.case_id)
+            for k in in_hand[:1]:
+                rid = f"demo-{self.seed}-{k.case_id}-help"
+                await cw.TriageCase(capi.TriageCaseRequest(request_id=f"{rid}-triage", case_id=k.case_id,
+                                                           track=cev.TRACK_SOLVE_SOON), metadata=md)
+                await cw.RequestPartnerHelp(capi.RequestPartnerHelpRequest(
+                    request_id=rid, case_id=k.case_id, need_category="elderly-care", note="上门助老"), metadata=md)
 
     async def _deliberate(self, cid: str) -> None:
         md, rng = self.md, random.Random(f"{self.seed}-deliberation")
