@@ -96,7 +96,9 @@ DASHBOARDS = {
 }
 
 
-BY = ("segment", "channel", "track", "category", "kind")  # the labels a breakdown's bars are named by
+# The label each breakdown metric's bars are named by (ganshou_segment_* are by segment).
+BREAKDOWN = {"ganshou_demands_by_channel": "channel", "ganshou_cases_by_track": "track",
+             "ganshou_agreements": "category", "ganshou_aid_paid_by_kind_fen": "kind"}
 
 
 def legend(title: str, expr: str, i: int, n: int) -> str:
@@ -105,9 +107,9 @@ def legend(title: str, expr: str, i: int, n: int) -> str:
         return "{{community}}"
     if m := re.search(r"\b(?:sum|max) by \((?:le, )?(\w+)\)", expr):  # a quantile's buckets: by what follows le
         return "{{%s}}" % m.group(1)
-    for label in BY:
-        if f"_{label}" in expr.split("{")[0] or (label == "category" and "ganshou_agreements" in expr):
-            return "{{%s}}" % label
+    metric = re.match(r"\w+", expr).group(0)
+    if label := "segment" if metric.startswith("ganshou_segment_") else BREAKDOWN.get(metric):
+        return "{{%s}}" % label
     if n > 1:  # "Households visited / due": each value named by its part of the title
         parts = [x.strip() for x in title.split(":")[-1].split("/")]
         return parts[i] if len(parts) == n else ""
