@@ -172,7 +172,7 @@ class _Pending:
 
 
 class GroupCommitter:
-    def __init__(self, store: PostgresEventStore, workers: int = 4, max_batch: int = 64, conflict_retries: int = 3):
+    def __init__(self, store: PostgresEventStore, workers: int = 1, max_batch: int = 64, conflict_retries: int = 3):
         self.store, self.max_batch, self.conflict_retries = store, max_batch, conflict_retries
         self.batches: Counter[str] = Counter()  # "staged" or "careful": how each batch was written
         self._queues: list[asyncio.Queue[_Pending]] = [asyncio.Queue() for _ in range(workers)]

@@ -27,12 +27,15 @@ class Settings:
     database_url: str
     master_key: MasterKey
     pool_size: int
-    group_commit_workers: int = 4  # 0: each command in a transaction of its own
+    # One batch writing at a time batches best: while it commits, the next one gathers
+    # (docs/benchmarks.md: four workers cost more CPU a command and a worse tail). 0: each
+    # command in a transaction of its own.
+    group_commit_workers: int = 1
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(env("DATABASE_URL"), MasterKey.from_base64(env("GANSHOU_PII_MASTER_KEY")),
-                   env_int("DB_POOL_SIZE", 20), env_int("GROUP_COMMIT_WORKERS", 4))
+                   env_int("DB_POOL_SIZE", 20), env_int("GROUP_COMMIT_WORKERS", 1))
 
 
 async def bootstrap(settings: Settings) -> tuple[GrpcServer, Callable[[], Awaitable[None]]]:
