@@ -60,7 +60,9 @@ def ghz(port: int, token: str, community: str, seconds: float, rps: int, concurr
             "channel": "CHANNEL_FORM", "urgency": "URGENCY_NORMAL", "category": "parking", "description": "停车难"}
     # The proto files, not reflection: ghz asks reflection for the method's own symbol,
     # which grpcio's reflection service does not answer.
-    cmd = [str(BIN / "ghz"), "--insecure", "--proto", str(ROOT / "proto/ganshou/intake/v1/intake_service.proto"),
+    # ghz on one core (GOMAXPROCS=1): on two cores shared with the replica it measures, Go's
+    # scheduler spinning for work took ~20% more CPU a call from them (four alternating runs).
+    cmd = [str(BIN / "ghz"), "--cpus", "1", "--insecure", "--proto", str(ROOT / "proto/ganshou/intake/v1/intake_service.proto"),
            "--import-paths", str(ROOT / "proto"), "--call", "ganshou.intake.v1.IntakeService/RaiseDemand",
            "-d", json.dumps(data, ensure_ascii=False), "-m", json.dumps({"authorization": f"Bearer {token}"}),
            "-z", f"{seconds}s", "-c", str(concurrency), "--connections", "4", "--format", "json",
