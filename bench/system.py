@@ -318,8 +318,11 @@ async def main() -> None:
                 # apart from the pipeline's share of the two cores. They catch up once resumed.
                 with paused(system, DOWNSTREAM):
                     r["grpc_max_intake_alone"] = await asyncio.to_thread(ghz, port, token, c, secs, 0, 64)
-                    r["grpc_500_intake_alone"] = await asyncio.to_thread(ghz, port, token, c, secs,
-                                                                         50 if tiny else 500, 64)
+                    # Three runs: this machine's tail moves by ×3 from one minute to the next.
+                    runs = [await asyncio.to_thread(ghz, port, token, c, secs, 50 if tiny else 500, 64)
+                            for _ in range(1 if tiny else 3)]
+                    r["grpc_500_intake_alone"] = sorted(runs, key=lambda g: g["ms"].get("p99", 0))[len(runs) // 2]
+                    r["grpc_500_intake_alone_p99_ms_of_runs"] = [g["ms"].get("p99") for g in runs]
 
                 # 500/s: CPU by process per million events, and freshness alongside.
                 await wait_projected(system, "metrics", await stored_events(system), wait_s)
