@@ -107,7 +107,7 @@ def legend(title: str, expr: str, i: int, n: int) -> str:
         return "{{community}}"
     if m := re.search(r"\b(?:sum|max) by \((?:le, )?(\w+)\)", expr):  # a quantile's buckets: by what follows le
         return "{{%s}}" % m.group(1)
-    metric = re.match(r"\w+", expr).group(0)
+    metric = m.group(0) if (m := re.match(r"\w+", expr)) else ""  # "(a / b)" names no one metric
     if label := "segment" if metric.startswith("ganshou_segment_") else BREAKDOWN.get(metric):
         return "{{%s}}" % label
     if n > 1:  # "Households visited / due": each value named by its part of the title

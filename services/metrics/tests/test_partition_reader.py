@@ -3,6 +3,8 @@ and asks the broker for the group's committed offset when faust has not read it 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -71,4 +73,23 @@ async def test_the_committed_offset_is_the_groups_and_reading_commits_nothing(ka
         _ = [r async for r in reader.read(unique_topic, 1, 0, 10)]
         assert await reader.committed(unique_topic, 1) == 7
     finally:
+        await reader.close()
+
+
+async def test_agents_asking_at_once_share_one_admin_client(kafka_bootstrap: str, unique_topic: str) -> None:
+    await _topic_with(kafka_bootstrap, unique_topic, 3)
+    reader = PartitionReader(kafka_bootstrap, f"group-{unique_topic}")
+    started: list[object] = []
+    original = AIOKafkaAdminClient.start
+
+    async def counted(self):
+        started.append(self)
+        await original(self)
+
+    AIOKafkaAdminClient.start = counted  # type: ignore[method-assign]
+    try:
+        assert await asyncio.gather(*(reader.committed(unique_topic, p % 2) for p in range(4))) == [None] * 4
+        assert len(started) == 1  # one client, closed with the reader (none left open)
+    finally:
+        AIOKafkaAdminClient.start = original  # type: ignore[method-assign]
         await reader.close()

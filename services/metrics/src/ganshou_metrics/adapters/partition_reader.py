@@ -37,6 +37,7 @@ class PartitionReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._lock = asyncio.Lock()  # one stretch at a time: the consumer's assignment is shared
+        self._admin_lock = asyncio.Lock()  # the agents ask at once at start: one admin client, not one each
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -46,14 +47,18 @@ class PartitionReader:
             self._consumer = consumer
         return self._consumer
 
+    async def _admin_started(self) -> AIOKafkaAdminClient:
+        async with self._admin_lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **client_kwargs())
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
     async def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset for the partition, as the broker has it."""
-        if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **client_kwargs())
-            await admin.start()
-            self._admin = admin
         tp = TopicPartition(topic, partition)
-        offsets = await self._admin.list_consumer_group_offsets(self._group_id, partitions=[tp])
+        offsets = await (await self._admin_started()).list_consumer_group_offsets(self._group_id, partitions=[tp])
         found = offsets.get(tp)
         return found.offset if found is not None and found.offset >= 0 else None
 
