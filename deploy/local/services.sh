@@ -71,10 +71,11 @@ down() {
 }
 
 status() {
-  local line name
+  local line name port
   for line in "${SERVICES[@]}"; do
     name=$(field "$line" 1)
-    is_running "$name" && echo "$name: running (gRPC $(field "$line" 2))" || echo "$name: stopped"
+    port=$(field "$line" 2); [ "$port" = - ] && port="background" || port="gRPC $port"
+    is_running "$name" && echo "$name: running ($port)" || echo "$name: stopped"
   done
 }
 
@@ -84,10 +85,12 @@ info() {
   echo "  Kafka:       $KAFKA_BOOTSTRAP"
   echo "  PostgreSQL:  127.0.0.1:$PG_PORT (databases ganshou_<service>)"
   echo "  Prometheus:  http://127.0.0.1:$PROMETHEUS_PORT"
+  echo "  Dashboards:  http://127.0.0.1:$PROMETHEUS_PORT/consoles/index.html (the live figures; ?community=ID for one)"
   local line
   for line in "${SERVICES[@]}"; do
-    printf '  %-25s gRPC 127.0.0.1:%s, metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" \
-      "$(field "$line" 2)" "$(field "$line" 3)"
+    local grpc="gRPC 127.0.0.1:$(field "$line" 2)"
+    [ "$(field "$line" 2)" = - ] && grpc="no API (background)"
+    printf '  %-25s %-20s metrics http://127.0.0.1:%s/metrics\n' "$(field "$line" 1):" "$grpc," "$(field "$line" 3)"
   done
   echo "  Logs:        $GANSHOU_RUN/logs/"
   echo "  A token:     export GANSHOU_TOKEN_SECRET=\$(grep TOKEN $SECRETS | cut -d= -f2-)"

@@ -119,7 +119,9 @@ up_prometheus() {
   sed -e "s|@TARGETS_DIR@|$dir/targets|g" -e "s|@ROOT@|$GANSHOU_ROOT|g" -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
     "$HERE/prometheus/prometheus.yml.in" >"$dir/prometheus.yml"
   start_proc prometheus prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
-    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle --log.level=warn
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle --log.level=warn \
+    --web.console.templates="$GANSHOU_ROOT/deploy/prometheus/consoles" \
+    --web.console.libraries="$GANSHOU_ROOT/deploy/prometheus/console_libraries"
   wait_until prometheus 60 http_ok "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
   echo "prometheus: started on http://127.0.0.1:$PROMETHEUS_PORT (log $(logfile prometheus))"
   record prometheus

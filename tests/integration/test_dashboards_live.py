@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import urllib.parse
 import urllib.request
@@ -48,6 +49,8 @@ async def test_every_panel_query_returns_data(system: System, tmp_path: Path) ->
     }))
     prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+                             f"--web.console.templates={ROOT / 'deploy/prometheus/consoles'}",
+                             f"--web.console.libraries={ROOT / 'deploy/prometheus/console_libraries'}",
                              "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         c = "c-dash"
@@ -65,6 +68,22 @@ async def test_every_panel_query_returns_data(system: System, tmp_path: Path) ->
                 if not query(port, expr.replace("$community", community)):
                     empty.append(f"{board} / {title}: {expr} (community={community!r})")
         assert not empty, "panels without data:\n" + "\n".join(empty)
+        # The console pages `make run` serves: every value shown, for the town and the community.
+        for page in sorted((ROOT / "deploy/prometheus/consoles").glob("*.html")):
+            for community in ("", c):
+                url = f"http://127.0.0.1:{port}/consoles/{page.name}?" + urllib.parse.urlencode({"community": community})
+                html = urllib.request.urlopen(url, timeout=10).read().decode()
+                assert 'class="missing"' not in html, f"{page.name} (community={community!r}) shows a value missing"
+                if page.name != "index.html":
+                    assert (f"Community <b>{c}</b>" if community else "The whole town") in html
+        # Their graphs call prom_console.js, which this Prometheus serves: only what it defines.
+        js = urllib.request.urlopen(f"http://127.0.0.1:{port}/classic/static/js/prom_console.js", timeout=10).read().decode()
+        for page in (ROOT / "deploy/prometheus/consoles").glob("*.html"):
+            for name in set(re.findall(r"PromConsole\.(\w+(?:\.\w+)?)", page.read_text())):
+                assert f"PromConsole.{name} = " in js, f"{page.name}: prom_console.js has no PromConsole.{name}"
+        overview = urllib.request.urlopen(f"http://127.0.0.1:{port}/consoles/ganshou-town-overview.html?community={c}",
+                                          timeout=10).read().decode()
+        assert f"<tr><th>Issues received 受理问题</th><td>{expected['issues_received']}</td></tr>" in overview
         rules = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules").read())
         assert len([r for g in rules["data"]["groups"] for r in g["rules"]]) == 8
     finally:

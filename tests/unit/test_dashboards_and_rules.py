@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("dashboards", ROOT / "tools/dashboards.py")
+def generator(name: str = "dashboards"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"tools/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -23,6 +23,16 @@ def test_dashboard_json_is_current() -> None:
         assert committed.read_text() == text, f"{name} is stale: run `uv run python tools/dashboards.py`"
         board = json.loads(text)
         assert board["panels"] and all(p["targets"] for p in board["panels"])
+
+
+def test_console_pages_are_current() -> None:
+    pages = generator("consoles").render()
+    for path, text in pages.items():
+        assert path.read_text() == text, f"{path.name} is stale: run `uv run python tools/consoles.py`"
+    # one page a dashboard, each with every panel's title
+    for uid, (_, panels) in generator().DASHBOARDS.items():
+        page = next(text for path, text in pages.items() if path.name == f"ganshou-{uid}.html")
+        assert all(title in page for title, *_ in panels)
 
 
 def test_alert_rules_pass_promtool() -> None:

@@ -91,6 +91,8 @@ def test_a_refusal_tells_the_step_the_case_needs_first() -> None:
         case.resolve("x", T0)
     with pytest.raises(FailedPrecondition, match="rated and followed up once resolved or explained"):
         case.rate(5, "")
+    with pytest.raises(FailedPrecondition, match="only a closed case is reopened"):
+        case.reopen("x")
     with pytest.raises(FailedPrecondition, match=r"it is CASE_STATUS_RESPONDED$"):
         case.respond("op", "", T0)  # nothing to do first: already done
 

@@ -31,6 +31,8 @@ def _next_step(status: int, allowed: tuple[int, ...]) -> str:
         return " (respond to it first)"
     if status == S.CASE_STATUS_RESPONDED and set(allowed) <= set(WORKING):
         return " (triage it to a track first: solve now, solve soon, long-term plan or explain)"
+    if status in OPEN_STATES and tuple(allowed) == (S.CASE_STATUS_CLOSED,):
+        return " (only a closed case is reopened: this one is still being worked)"
     if status in OPEN_STATES and set(allowed) <= {*DONE, S.CASE_STATUS_CLOSED}:
         return " (a case is rated and followed up once resolved or explained)"
     return ""
