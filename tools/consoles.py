@@ -79,7 +79,7 @@ def page(uid: str, title: str, panels: list) -> str:
     stats = [_stat(t, u, e) for t, kind, u, e in panels if kind == "stat"]
     rest = [_bars(t, u, e) if kind == "bargauge" else _graph(n, t, u, e)
             for n, (t, kind, u, e) in enumerate(panels) if kind != "stat"]
-    body = ([f"<table class=\"table table-sm ganshou-stats\">\n" + "\n".join(stats) + "\n</table>"] if stats else []) + rest
+    body = (['<table class="table table-sm ganshou-stats">\n' + "\n".join(stats) + "\n</table>"] if stats else []) + rest
     return (f"{{{{ template \"ganshou_head\" . }}}}\n{{{{ $c := reReplaceAll \"[\\\"\\\\\\\\]\" \"\" .Params.community }}}}\n"
             f"<h1>{title}</h1>\n{{{{ template \"ganshou_scope\" . }}}}\n" + "\n".join(body)
             + "\n{{ template \"ganshou_tail\" . }}\n")
