@@ -166,6 +166,19 @@ async def test_lists_paginate(intake, community_id) -> None:
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
 
 
+async def test_a_list_of_a_community_never_registered_is_not_found(intake, community_id) -> None:
+    typo = community_id + "x"
+    for listing in (intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=typo), metadata=intake.admin()),
+                    intake.stub.ListDemands(api.ListDemandsRequest(community_id=typo), metadata=intake.admin())):
+        err = await error_of(listing)
+        assert err.code() == grpc.StatusCode.NOT_FOUND and "community_id" in err.details()
+    await setup_community(intake, community_id)  # registered, nothing in it yet: an empty page
+    assert not (await intake.stub.ListHouseholds(api.ListHouseholdsRequest(community_id=community_id),
+                                                 metadata=intake.admin())).households
+    assert not (await intake.stub.ListDemands(api.ListDemandsRequest(community_id=community_id),
+                                              metadata=intake.admin())).demands
+
+
 async def test_a_retried_request_returns_the_first_answer(intake, community_id) -> None:
     await setup_community(intake, community_id)
     req = household_request(community_id)

@@ -67,6 +67,20 @@ async def test_partners_pairings_agreements(partners, community_id) -> None:
     assert other.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_a_list_of_a_partner_or_programme_never_registered_is_not_found(partners) -> None:
+    admin, s = partners.auth(ADMIN), partners.stub
+    for listing, field in ((s.ListDeliveries(api.ListDeliveriesRequest(partner_id="p-typo"), metadata=admin), "partner_id"),
+                           (s.ListPairings(api.ListPairingsRequest(partner_id="p-typo"), metadata=admin), "partner_id"),
+                           (s.ListDisbursements(api.ListDisbursementsRequest(programme_id="a-typo"), metadata=admin),
+                            "programme_id")):
+        err = await error_of(listing)
+        assert err.code() == grpc.StatusCode.NOT_FOUND and field in err.details()
+    p = await s.RegisterPartner(api.RegisterPartnerRequest(request_id=rid(), name=f"新伙伴{rid()[:6]}",
+                                                           kind=ev.PARTNER_KIND_COMPANY), metadata=admin)
+    # registered, nothing delivered yet: an empty page
+    assert not (await s.ListDeliveries(api.ListDeliveriesRequest(partner_id=p.partner_id), metadata=admin)).deliveries
+
+
 async def test_capacity_is_counted_by_the_towns_months(partners, community_id, monkeypatch) -> None:
     """01:00 on 1 December in Shanghai is still 30 November in UTC: the town's month counts."""
     from ganshou_partner_resource.app import handlers

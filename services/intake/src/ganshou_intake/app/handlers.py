@@ -528,6 +528,12 @@ class IntakeApp:
                                 purpose=req.purpose, correlation_id=cid)
             return api.GetResidentResponse(resident=self._open_resident(key, r))
 
+    async def _require_listed_community(self, community_id: str, rows: list, page_token: str) -> None:
+        """An empty first page of a community never registered is a mistyped id, not an
+        empty community: NOT_FOUND says which (asked only when nothing was listed)."""
+        if not rows and not page_token and not await rm.community_exists(self.store.pool, community_id):
+            raise NotFound(f"community_id: no community {community_id!r}")
+
     async def list_households(self, who: Principal, req: api.ListHouseholdsRequest) -> api.ListHouseholdsResponse:
         v = Violations()
         v.code("community_id", req.community_id)
@@ -535,6 +541,7 @@ class IntakeApp:
         who.require_community(req.community_id)
         limit = page_size(req.page_size)
         rows = await rm.list_households(self.store.pool, req.community_id, decode_page_token(req.page_token), limit)
+        await self._require_listed_community(req.community_id, rows, req.page_token)
         out = api.ListHouseholdsResponse(households=[
             api.HouseholdSummary(household_id=h.household_id, community_id=h.community_id, segments=h.segments,
                                  care_groups=h.care_groups, residents=n) for h, n in rows])
@@ -549,6 +556,7 @@ class IntakeApp:
         who.require_community(req.community_id)
         limit = page_size(req.page_size)
         rows = await rm.list_demands(self.store.pool, req.community_id, req.channel, decode_page_token(req.page_token), limit)
+        await self._require_listed_community(req.community_id, rows, req.page_token)
         out = api.ListDemandsResponse()
         for r in rows:
             d = out.demands.add(demand_id=r["demand_id"], community_id=r["community_id"], household_id=r["household_id"],

@@ -715,6 +715,7 @@ class ListHouseholdsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
+    """NOT_FOUND when no community of this id was ever registered (an empty page: one with none yet)."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
@@ -808,6 +809,7 @@ class ListDemandsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
+    """NOT_FOUND when no community of this id was ever registered (an empty page: one with none yet)."""
     channel: _types_pb2.Channel.ValueType
     page_size: _builtins.int
     page_token: _builtins.str

@@ -924,6 +924,7 @@ class ListPairingsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
     partner_id: _builtins.str
+    """NOT_FOUND when none of this id was ever registered."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
@@ -975,6 +976,7 @@ class ListAgreementsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
     partner_id: _builtins.str
+    """NOT_FOUND when none of this id was ever registered."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
@@ -1066,6 +1068,7 @@ class ListOfferingsRequest(_message.Message):
     community_id: _builtins.str
     """Offerings serving this community (a cadre's view), or a partner's."""
     partner_id: _builtins.str
+    """NOT_FOUND when none of this id was ever registered."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
@@ -1117,6 +1120,7 @@ class ListDeliveriesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
     partner_id: _builtins.str
+    """NOT_FOUND when none of this id was ever registered."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
@@ -1252,6 +1256,7 @@ class ListDisbursementsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
     programme_id: _builtins.str
+    """NOT_FOUND when none of this id was ever registered."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(
