@@ -454,8 +454,9 @@ class PartnerResourceApp:
         items = await views.page(self.store.pool, kind, cls, after=decode_page_token(req.page_token), limit=limit,
                                  partner_id=partner, community_id=community, extra=extra, any_community=any_community)
         if not items and not req.page_token:  # a mistyped id lists nothing: say which (asked only then)
-            if partner and await views.get(self.store.pool, "partner", partner, api.Partner) is None:
-                raise NotFound(f"partner_id: no partner {partner!r}")
+            named = getattr(req, "partner_id", "")  # as asked; partner staff's own, from the token, is not checked
+            if named and await views.get(self.store.pool, "partner", named, api.Partner) is None:
+                raise NotFound(f"partner_id: no partner {named!r}")
             if extra and await views.get(self.store.pool, "programme", extra, api.AidProgramme) is None:
                 raise NotFound(f"programme_id: no aid programme {extra!r}")
         token = encode_page_token(key(items[-1])) if len(items) == limit else ""
