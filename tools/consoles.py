@@ -24,12 +24,18 @@ LIBRARIES = ROOT / "deploy" / "prometheus" / "console_libraries"
 REFRESH_S = 15
 MISSING = '<span class="missing">no data</span>'
 
-# How a value of each panel unit is shown (a template pipeline's tail).
-FORMAT = {"percentunit": "humanizePercentage", "none": "humanize", "currencyCNY": 'printf "¥%.2f"',
-          "s": "humanizeDuration", "reqps": 'humanize | printf "%s/s"'}
+# How a value of each panel unit is shown: a template action for the value `v`. Counts as
+# whole numbers (a leader reads "2159", not humanize's "2.159k").
+FORMAT = {"percentunit": "{{{{ {v} | humanizePercentage }}}}", "none": '{{{{ template "ganshou_number" {v} }}}}',
+          "currencyCNY": '{{{{ {v} | printf "¥%.2f" }}}}', "s": "{{{{ {v} | humanizeDuration }}}}",
+          "reqps": '{{{{ {v} | humanize | printf "%s/s" }}}}'}
 # prom_console.js's formatters (it has no percentage or duration one); the axis says the unit.
 GRAPH_FORMAT = {"s": "humanize"}
 GRAPH_TITLE = {"s": "seconds", "reqps": "per second"}
+
+
+def _shown(unit: str, value: str) -> str:
+    return FORMAT[unit].format(v=value)
 
 
 def _query(expr: str) -> str:
@@ -40,7 +46,7 @@ def _query(expr: str) -> str:
 
 
 def _value(expr: str, unit: str) -> str:
-    return f"{{{{ with query {_query(expr)} }}}}{{{{ . | first | value | {FORMAT[unit]} }}}}{{{{ else }}}}{MISSING}{{{{ end }}}}"
+    return f"{{{{ with query {_query(expr)} }}}}{_shown(unit, '(. | first | value)')}{{{{ else }}}}{MISSING}{{{{ end }}}}"
 
 
 def _label(legend_format: str) -> str | None:
@@ -57,7 +63,7 @@ def _bars(title: str, unit: str, exprs: list[str]) -> str:
     for i, e in enumerate(exprs):
         label = _label(legend(title, e, i, len(exprs))) or "__name__"
         rows.append(f"{{{{ range query {_query(e)} | sortByLabel \"{label}\" }}}}"
-                    f"<tr><td>{{{{ .Labels.{label} }}}}</td><td>{{{{ .Value | {FORMAT[unit]} }}}}</td></tr>"
+                    f"<tr><td>{{{{ .Labels.{label} }}}}</td><td>{_shown(unit, '.Value')}</td></tr>"
                     f"{{{{ else }}}}<tr><td colspan=\"2\">{MISSING}</td></tr>{{{{ end }}}}")
     return f"<h3>{title}</h3>\n<table class=\"table table-sm ganshou-bars\">\n" + "\n".join(rows) + "\n</table>"
 
@@ -127,6 +133,8 @@ def library() -> str:
 
 {{{{ define "ganshou_communities" }}}}<p>{{{{ $page := . }}}}{{{{ range query `ganshou_households{{community!=""}}` | sortByLabel "community" }}}}<a href="{{{{ $page }}}}?community={{{{ .Labels.community }}}}">{{{{ .Labels.community }}}}</a> {{{{ else }}}}(no community yet){{{{ end }}}}</p>
 {{{{ end }}}}
+
+{{{{ define "ganshou_number" }}}}{{{{ if eq (printf "%.0f" .) (printf "%g" .) }}}}{{{{ printf "%.0f" . }}}}{{{{ else }}}}{{{{ printf "%.2f" . }}}}{{{{ end }}}}{{{{ end }}}}
 
 {{{{ define "ganshou_tail" }}}}</div></body>
 </html>
