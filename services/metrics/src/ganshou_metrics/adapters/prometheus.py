@@ -2,7 +2,8 @@
 
 Names follow Prometheus conventions: `ganshou_` prefix, `_ratio` for fractions, counts of
 things as gauges (they can go down: a reversed disbursement, an ended pairing), money in
-fen. Labels: community ("" is the whole town), segment, channel, kind.
+fen. Labels: community ("" is the whole town), segment, channel, track, category, kind — each
+value its enum name without the enum's prefix, lower case (segment="local", track="solve_now").
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ TOWN_AND_COMMUNITY = {
 SECONDS = {"volunteer_minutes": ("ganshou_volunteer_service_seconds", "Volunteer service time", 60)}
 BY_SEGMENT = ("demands", "issues_received", "resolved_or_explained_rate", "satisfaction_mean", "satisfied_share",
               "aid_paid_fen", "service_person_times")
+# figure key → (metric name, help, label, the enum prefix its values drop: track="solve_now"
+# as segment="local", not the enum's full name)
 BREAKDOWNS = {
-    "demands_by_channel": ("ganshou_demands_by_channel", "Demands raised, by channel", "channel"),
-    "cases_by_track": ("ganshou_cases_by_track", "Cases by triage track", "track"),
-    "agreements_by_category": ("ganshou_agreements", "Pairing agreements, by category", "category"),
-    "aid_paid_fen_by_kind": ("ganshou_aid_paid_by_kind_fen", "Aid paid in fen, by kind", "kind"),
+    "demands_by_channel": ("ganshou_demands_by_channel", "Demands raised, by channel", "channel", "CHANNEL_"),
+    "cases_by_track": ("ganshou_cases_by_track", "Cases by triage track", "track", "TRACK_"),
+    "agreements_by_category": ("ganshou_agreements", "Pairing agreements, by category", "category",
+                               "AGREEMENT_CATEGORY_"),
+    "aid_paid_fen_by_kind": ("ganshou_aid_paid_by_kind_fen", "Aid paid in fen, by kind", "kind", "AID_KIND_"),
 }
 
 
@@ -107,11 +111,11 @@ class FiguresCollector(Collector):
             for s, snap in segments.items():
                 g.add_metric([types_pb2.Segment.Name(s).removeprefix("SEGMENT_").lower()], float(snap[key]))
             yield g
-        for key, (name, doc, label) in BREAKDOWNS.items():
+        for key, (name, doc, label, prefix) in BREAKDOWNS.items():
             g = GaugeMetricFamily(name, doc, labels=["community", label])
             for c, snap in snaps.items():
                 for value_label, v in snap[key].items():
-                    g.add_metric([c, value_label.lower()], float(v))
+                    g.add_metric([c, value_label.removeprefix(prefix).lower()], float(v))
             yield g
         for key, (name, doc, factor) in SECONDS.items():
             g = GaugeMetricFamily(name, doc, labels=["community"])
