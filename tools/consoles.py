@@ -81,7 +81,7 @@ def _graph(n: int, title: str, unit: str, exprs: list[str]) -> str:
             f"  yAxisFormatter: {fmt}, yHoverFormatter: {fmt}, yTitle: \"{GRAPH_TITLE.get(unit, '')}\", duration: \"1h\"\n}});\n</script>")
 
 
-def page(uid: str, title: str, panels: list) -> str:
+def page(title: str, panels: list) -> str:
     stats = [_stat(t, u, e) for t, kind, u, e in panels if kind == "stat"]
     rest = [_bars(t, u, e) if kind == "bargauge" else _graph(n, t, u, e)
             for n, (t, kind, u, e) in enumerate(panels) if kind != "stat"]
@@ -143,7 +143,7 @@ def library() -> str:
 
 
 def render() -> dict[Path, str]:
-    out = {CONSOLES / f"ganshou-{uid}.html": page(uid, title, panels) for uid, (title, panels) in DASHBOARDS.items()}
+    out = {CONSOLES / f"ganshou-{uid}.html": page(title, panels) for uid, (title, panels) in DASHBOARDS.items()}
     out[CONSOLES / "index.html"] = index()
     out[LIBRARIES / "ganshou.lib"] = library()
     return out

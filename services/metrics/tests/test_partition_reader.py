@@ -76,7 +76,8 @@ async def test_the_committed_offset_is_the_groups_and_reading_commits_nothing(ka
         await reader.close()
 
 
-async def test_agents_asking_at_once_share_one_admin_client(kafka_bootstrap: str, unique_topic: str) -> None:
+async def test_agents_asking_at_once_share_one_admin_client(kafka_bootstrap: str, unique_topic: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     await _topic_with(kafka_bootstrap, unique_topic, 3)
     reader = PartitionReader(kafka_bootstrap, f"group-{unique_topic}")
     started: list[object] = []
@@ -86,10 +87,9 @@ async def test_agents_asking_at_once_share_one_admin_client(kafka_bootstrap: str
         started.append(self)
         await original(self)
 
-    AIOKafkaAdminClient.start = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(AIOKafkaAdminClient, "start", counted)
     try:
         assert await asyncio.gather(*(reader.committed(unique_topic, p % 2) for p in range(4))) == [None] * 4
         assert len(started) == 1  # one client, closed with the reader (none left open)
     finally:
-        AIOKafkaAdminClient.start = original  # type: ignore[method-assign]
         await reader.close()
