@@ -160,6 +160,20 @@ async def wait_projected(system: System, name: str, expected: int, timeout: floa
             await asyncio.sleep(0.2)
 
 
+async def wait_settled(system: System, timeout: float) -> None:
+    """Until the pipeline is quiet: the metrics worker has projected every stored event and
+    no new one was stored meanwhile. After the paused stage, casework still opens a case for
+    each demand of the backlog: counting the stored events once let the next run start while
+    it did (the 500/s run then shared the cores with tens of thousands of backlogged events)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            stored = await stored_events(system)
+            await wait_projected(system, "metrics", stored, timeout)
+            await asyncio.sleep(1.0)
+            if await stored_events(system) == stored:
+                return
+
+
 async def synthetic_topic_load(system: System, events: int) -> dict[str, str]:
     """`events` envelopes straight onto fresh topics (residents, demands and visits over
     many streams), for the memory measure: faster than a million commands."""
@@ -325,13 +339,13 @@ async def main() -> None:
                     r["grpc_500_intake_alone_p99_ms_of_runs"] = [g["ms"].get("p99") for g in runs]
 
                 # 500/s: CPU by process per million events, and freshness alongside.
-                await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                await wait_settled(system, wait_s)
                 before_events, before = await stored_events(system), cpu_seconds(process_pids(system, RUN))
                 load = asyncio.create_task(asyncio.to_thread(ghz, port, token, c, secs * 2, 50 if tiny else 500, 64))
                 await asyncio.sleep(2)
                 r["freshness_at_500_per_s"] = await freshness(system, probe, 5 if tiny else 100)
                 r["grpc_500_for_cpu"] = await load
-                await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                await wait_settled(system, wait_s)
                 after, events = cpu_seconds(process_pids(system, RUN)), await stored_events(system) - before_events
                 r["cpu_seconds_per_million_events"] = {k: round(v / events * 1e6, 1)
                                                        for k, v in used_between(before, after).items()}
@@ -343,14 +357,14 @@ async def main() -> None:
                     await asyncio.sleep(2)
                     fresh = await freshness(system, probe, 5 if tiny else 100)
                     r["freshness_by_rate"][str(rps)] = {"achieved_rps": (await load)["rps"], **fresh}
-                    await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                    await wait_settled(system, wait_s)
 
             if "rebuild" in stages:
                 # Rebuild: a new generation projects every topic from the start (its first pass outside
                 # faust, then faust), timed from its spawn; faust alone on the same topics; a raw consumer.
                 if "grpc" not in stages:  # the topics need the pipeline's events first
                     await asyncio.to_thread(ghz, port, token, c, secs * 4, 0, 64)
-                    await wait_projected(system, "metrics", await stored_events(system), wait_s)
+                    await wait_settled(system, wait_s)
                 total = await stored_events(system)
                 raw = await raw_consume(list(system.topics.values()), total)
                 r["rebuild"] = {"events": total, "raw_consumer_events_per_s": raw}
@@ -372,6 +386,7 @@ async def main() -> None:
                 r["scaling_intake"] = {"one_replica_rps": one,
                                        "two_replicas_rps": sum(b["rps"] for b in both)}
                 system.kill("intake-2")
+                await wait_settled(system, wait_s)  # the pipeline's backlog off the cores before the rebuild
 
             if "memory" in stages:
                 # A million events on fresh topics: a new generation rebuilds them (its first pass, then
