@@ -79,3 +79,14 @@ def test_a_page_token_round_trips_and_anything_else_is_refused_by_name(key: str)
         with pytest.raises(InvalidArgument) as caught:
             decode_page_token(bad)
         assert [v.field for v in caught.value.violations] == ["page_token"]
+
+
+@given(st.lists(st.integers(min_value=-3, max_value=9), max_size=4))
+def test_an_enum_takes_its_own_values_but_unspecified_and_names_each_other(values: list[int]) -> None:
+    from ganshou.common.v1 import types_pb2 as t
+
+    known = set(t.Segment.values()) - {0}
+    assert _refused(lambda v: v.enum("segment", values[0] if values else 0, t.Segment)) == (
+        [] if values and values[0] in known else ["segment"])
+    assert _refused(lambda v: v.enums("segments", values, t.Segment)) == [
+        f"segments[{i}]" for i, x in enumerate(values) if x not in known]
