@@ -48,6 +48,8 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
     assert int(figures["households"]) == 2 * 6 + 3 and int(figures["issues_received"]) > 0
     cases = json.loads((await ganshou(system, "cases", "list", "zj-01", "--output", "json")).stdout)
     assert cases and {"case_id", "status"} <= set(cases[0])
+    town = json.loads((await ganshou(system, "cases", "list", "--output", "json")).stdout)  # every community's
+    assert {k["case_id"] for k in cases} < {k["case_id"] for k in town} and len({k["community_id"] for k in town}) > 1
     shown = await ganshou(system, "cases", "show", cases[0]["case_id"])
     assert shown.returncode == 0 and "CaseOpened" in shown.stdout
     by_demand = await ganshou(system, "cases", "show", "--demand", cases[0]["demand_id"])

@@ -139,6 +139,24 @@ async def test_a_case_is_found_by_its_demand_and_listed_newest_first(casework, c
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
 
 
+async def test_the_town_lists_every_communitys_cases_and_a_cadre_only_their_own(casework, community_id) -> None:
+    other = f"c-{uuid.uuid4().hex[:8]}"
+    opened = [await casework.open_case(c) for c in (community_id, other, community_id)]
+
+    async def listed(md, **kw) -> list[str]:
+        return [k.case_id for k in (await casework.stub.ListCases(api.ListCasesRequest(**kw), metadata=md)).cases]
+
+    newest = opened[::-1]
+    for role in (Role.TOWN_ADMIN, Role.AUDITOR, Role.HOTLINE_OPERATOR):  # no community named: the whole town's
+        assert await listed(casework.auth(role), page_size=3) == newest
+    page = await casework.stub.ListCases(api.ListCasesRequest(page_size=2), metadata=casework.auth(Role.TOWN_ADMIN))
+    rest = await listed(casework.auth(Role.TOWN_ADMIN), page_size=1, page_token=page.next_page_token)
+    assert [k.case_id for k in page.cases] + rest == newest
+    err = await error_of(casework.stub.ListCases(api.ListCasesRequest(),
+                                                 metadata=casework.auth(Role.COMMUNITY_CADRE, community_id)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "community_id" in field_violations(err)
+
+
 async def test_scopes_other_community_and_partner_staff(casework, community_id) -> None:
     case_id = await casework.open_case(community_id)
     conn = await asyncpg.connect(casework.dsn)

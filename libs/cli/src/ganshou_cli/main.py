@@ -220,11 +220,12 @@ def import_households(file: Path, rejected: Annotated[Path | None, typer.Option(
 
 
 @cases_app.command("list")
-def cases_list(community: Annotated[str, typer.Argument(help="the community (optional with --partner)")] = "",
+def cases_list(community: Annotated[str, typer.Argument(
+                   help="the community (empty: every community, for the town's admins, auditors and hotline)")] = "",
                status: str = "", overdue: bool = False,
                partner: Annotated[str, typer.Option(help="only the cases assigned to this partner")] = "",
                output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
-    """The cases of a community, or a partner's (all pages, newest first)."""
+    """The cases of a community, a partner's, or the whole town's (all pages, newest first)."""
     from ganshou.casework.v1 import casework_service_pb2 as capi
     from ganshou.casework.v1 import events_pb2 as cev
 
@@ -253,7 +254,7 @@ def cases_list(community: Annotated[str, typer.Argument(help="the community (opt
                          ensure_ascii=False))
         return
     table = Table(title="Cases — " + (" · ".join(x for x in (community, partner and f"partner {partner}") if x)
-                                      or "your partner's"))
+                                      or "every community (partner staff: their partner's)"))
     for col in ("case", "status", "track", "channel", "category", "opened", "score"):
         table.add_column(col)
     for k in found:

@@ -26,7 +26,7 @@ from ganshou_common.commands import execute, fingerprint
 from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ganshou_common.eventstore import NO_STREAM, Metadata, StreamAppend, StreamVersionConflict
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
-from ganshou_common.grpc_scaffold.auth import Principal, Role
+from ganshou_common.grpc_scaffold.auth import TOWN_WIDE, Principal, Role
 from ganshou_common.ids import derived_id, new_id
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
 
@@ -254,11 +254,12 @@ class CaseworkApp:
                 raise PermissionDenied(f"partner staff list their own partner's cases only (asked: {partner_id!r})")
             partner_id = who.partner_id
         v = Violations()
-        if req.community_id or not partner_id:
+        town_wide = who.role in TOWN_WIDE  # no community named: every community's cases
+        if req.community_id or not (partner_id or town_wide):
             v.code("community_id", req.community_id)
-        elif who.role not in (Role.TOWN_ADMIN, Role.AUDITOR, Role.PARTNER_STAFF):
+        elif not town_wide and who.role != Role.PARTNER_STAFF:
             v.add("community_id", "required: a community you serve (a partner's cases in every community are "
-                                  "listed by the town's admins and auditors)")
+                                  "listed by the town's admins, auditors and hotline operators)")
         if partner_id:
             v.required("partner_id", partner_id, 64)
         v.raise_if_any()
@@ -282,7 +283,8 @@ class CaseworkApp:
                          "AND t.state = 'pending' AND t.due_at < now()))")
         if after_at is not None:
             where.append(f"(c.opened_at, c.case_id) < ({arg(after_at)}, {arg(after_id)})")
-        rows = await self.store.pool.fetch(f"SELECT c.case_id, c.opened_at FROM cases c WHERE {' AND '.join(where)} "
+        condition = " AND ".join(where) or "TRUE"  # none: the whole town's
+        rows = await self.store.pool.fetch(f"SELECT c.case_id, c.opened_at FROM cases c WHERE {condition} "
                                            f"ORDER BY c.opened_at DESC, c.case_id DESC LIMIT {arg(limit)}", *args)
         out = api.ListCasesResponse()
         async with self.store.transaction() as tx:

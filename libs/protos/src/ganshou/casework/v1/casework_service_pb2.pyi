@@ -816,7 +816,7 @@ Global___GetCaseResponse: _TypeAlias = GetCaseResponse  # noqa: Y015
 @_typing.final
 class ListCasesRequest(_message.Message):
     """Newest first: by when the case's demand was raised (a case's opened_at).
-    A community's cases, or a partner's, newest first.
+    A community's cases, a partner's, or the whole town's, newest first.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -829,8 +829,10 @@ class ListCasesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     community_id: _builtins.str
-    """Required, except with partner_id for a town admin, an auditor or partner staff: then every
-    community's cases of that partner.
+    """Required, except for the roles that serve the whole town (a town admin, an auditor, a
+    hotline operator), who may leave it empty for every community's cases (or, with
+    partner_id, that partner's), and for partner staff, whose partner's cases are listed in
+    every community.
     """
     status: Global___CaseStatus.ValueType
     track: _events_pb2.Track.ValueType
