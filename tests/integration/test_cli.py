@@ -46,6 +46,8 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
 
     figures = json.loads((await ganshou(system, "figures", "--output", "json")).stdout)
     assert int(figures["households"]) == 2 * 6 + 3 and int(figures["issues_received"]) > 0
+    communities = json.loads((await ganshou(system, "communities", "--output", "json")).stdout)
+    assert "zj-01" in {c["community_id"] for c in communities} and all(c["name"] for c in communities)
     cases = json.loads((await ganshou(system, "cases", "list", "zj-01", "--output", "json")).stdout)
     assert cases and {"case_id", "status"} <= set(cases[0])
     town = json.loads((await ganshou(system, "cases", "list", "--output", "json")).stdout)  # every community's

@@ -179,6 +179,35 @@ async def test_a_list_of_a_community_never_registered_is_not_found(intake, commu
                                               metadata=intake.admin())).demands
 
 
+async def test_communities_are_listed_by_id_and_a_cadre_sees_their_own(intake, community_id) -> None:
+    ours = [f"{community_id}-{n}" for n in range(3)]
+    for n, c in enumerate(ours):
+        await intake.stub.RegisterCommunity(api.RegisterCommunityRequest(
+            request_id=uuid.uuid4().hex, community_id=c, name=f"社区{n}", kind=ev.COMMUNITY_KIND_VILLAGE),
+            metadata=intake.admin())
+
+    async def listed(md, size: int = 0) -> list[api.Community]:
+        found, token = [], ""
+        while True:
+            page = await intake.stub.ListCommunities(api.ListCommunitiesRequest(page_size=size, page_token=token),
+                                                     metadata=md)
+            found += page.communities
+            if not (token := page.next_page_token):
+                return found
+
+    everyone = await listed(intake.admin(), size=2)  # by id, page after page
+    assert [c.community_id for c in everyone] == sorted(c.community_id for c in everyone)
+    got = {c.community_id: c for c in everyone}
+    assert set(ours) <= set(got) and got[ours[1]].name == "社区1" and got[ours[1]].kind == ev.COMMUNITY_KIND_VILLAGE
+    assert got[ours[1]].registered_at.seconds > 0
+    for role in (Role.AUDITOR, Role.HOTLINE_OPERATOR, Role.PARTNER_STAFF):
+        assert {c.community_id for c in await listed(intake.auth(role))} == set(got)
+    assert [c.community_id for c in await listed(intake.cadre(ours[2], ours[0], "never-registered"))] == [ours[0], ours[2]]
+    err = await error_of(intake.stub.ListCommunities(api.ListCommunitiesRequest(page_token="garbage"),
+                                                     metadata=intake.admin()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
+
+
 async def test_a_retried_request_returns_the_first_answer(intake, community_id) -> None:
     await setup_community(intake, community_id)
     req = household_request(community_id)

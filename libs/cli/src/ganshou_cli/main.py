@@ -148,6 +148,40 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
     asyncio.run(run())
 
 
+@app.command()
+def communities(output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+    """The communities registered, by id (a cadre: those they serve)."""
+    from ganshou.intake.v1 import events_pb2 as ievents
+    from ganshou.intake.v1 import intake_service_pb2 as iapi
+
+    async def run() -> list:
+        clients = Clients.connect()
+        try:
+            found, token_ = [], ""
+            while True:
+                page = await clients.intake.ListCommunities(iapi.ListCommunitiesRequest(page_size=500, page_token=token_),
+                                                            metadata=clients.metadata)
+                found += page.communities
+                if not (token_ := page.next_page_token):
+                    return found
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    found = asyncio.run(run())
+    if output == "json":
+        print(json.dumps([json_format.MessageToDict(c, preserving_proto_field_name=True) for c in found],
+                         ensure_ascii=False))
+        return
+    table = Table(title=f"Communities ({len(found)})")
+    for col in ("id", "name", "kind"):
+        table.add_column(col)
+    for c in found:
+        table.add_row(c.community_id, c.name, ievents.CommunityKind.Name(c.kind).removeprefix("COMMUNITY_KIND_").lower())
+    console.print(table)
+
+
 async def watch_figures(clients: Clients, request: mapi.WatchFiguresRequest, show) -> None:
     """Until interrupted: a server stopping or restarting (UNAVAILABLE) is watched again,
     waiting a little longer each time it fails again; any other error ends the watch."""

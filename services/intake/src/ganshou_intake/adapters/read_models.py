@@ -133,6 +133,15 @@ async def list_households(conn: Conn, community_id: str, after: str, limit: int)
     return [(HouseholdRow(r[0], r[1], bytes(r[2]), list(r[3]), list(r[4])), r[5]) for r in rows]
 
 
+async def list_communities(conn: Conn, after: str, limit: int, only: list[str] | None = None) -> list:
+    """Communities by id after `after`; only those of `only` when it is given (a cadre's)."""
+    return await conn.fetch(
+        "SELECT community_id, name, kind, registered_at FROM communities "
+        "WHERE community_id > $1 AND ($2::text[] IS NULL OR community_id = ANY($2)) ORDER BY community_id LIMIT $3",
+        after, only, limit,
+    )
+
+
 async def households_of_community(conn: Conn, community_id: str) -> list[str]:
     rows = await conn.fetch("SELECT household_id FROM households WHERE community_id = $1", community_id)
     return [r[0] for r in rows]

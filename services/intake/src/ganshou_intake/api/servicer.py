@@ -14,6 +14,7 @@ from ganshou_intake.app.handlers import IntakeApp
 
 SERVICE = "ganshou.intake.v1.IntakeService"
 ADMIN, CADRE, HOTLINE, AUDITOR = Role.TOWN_ADMIN, Role.COMMUNITY_CADRE, Role.HOTLINE_OPERATOR, Role.AUDITOR
+PARTNER = Role.PARTNER_STAFF
 
 
 class IntakeServicer(rpc.IntakeServiceServicer):
@@ -63,6 +64,10 @@ class IntakeServicer(rpc.IntakeServiceServicer):
     @admits(ADMIN, CADRE, HOTLINE, AUDITOR)
     async def ListDemands(self, request, context):
         return await self.app.list_demands(current_principal(), request)
+
+    @admits(ADMIN, CADRE, HOTLINE, PARTNER, AUDITOR)
+    async def ListCommunities(self, request, context):
+        return await self.app.list_communities(current_principal(), request)
 
     @admits(ADMIN)
     async def EraseResident(self, request, context):

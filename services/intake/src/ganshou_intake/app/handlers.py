@@ -21,7 +21,7 @@ from ganshou_common.commands import Runner, execute, fingerprint, per_command
 from ganshou_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ganshou_common.eventstore import NO_STREAM, Metadata, StreamAppend
 from ganshou_common.eventstore.postgres import PostgresEventStore, PostgresTransaction
-from ganshou_common.grpc_scaffold.auth import Principal
+from ganshou_common.grpc_scaffold.auth import Principal, Role
 from ganshou_common.ids import derived_id, new_id
 from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, Sealer, record_access, seal, unseal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
@@ -547,6 +547,19 @@ class IntakeApp:
                                  care_groups=h.care_groups, residents=n) for h, n in rows])
         if len(rows) == limit:
             out.next_page_token = encode_page_token(rows[-1][0].household_id)
+        return out
+
+    async def list_communities(self, who: Principal, req: api.ListCommunitiesRequest) -> api.ListCommunitiesResponse:
+        limit = page_size(req.page_size)
+        # Names and kinds are the town's public map; a cadre's list is the communities they serve.
+        only = sorted(who.communities) if who.role == Role.COMMUNITY_CADRE else None
+        rows = await rm.list_communities(self.store.pool, decode_page_token(req.page_token), limit, only)
+        out = api.ListCommunitiesResponse()
+        for r in rows:
+            c = out.communities.add(community_id=r["community_id"], name=r["name"], kind=r["kind"])
+            c.registered_at.FromDatetime(r["registered_at"])
+        if len(rows) == limit:
+            out.next_page_token = encode_page_token(rows[-1]["community_id"])
         return out
 
     async def list_demands(self, who: Principal, req: api.ListDemandsRequest) -> api.ListDemandsResponse:

@@ -91,6 +91,11 @@ class IntakeServiceStub:
                 request_serializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsRequest.SerializeToString,
                 response_deserializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsResponse.FromString,
                 _registered_method=True)
+        self.ListCommunities = channel.unary_unary(
+                '/ganshou.intake.v1.IntakeService/ListCommunities',
+                request_serializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesRequest.SerializeToString,
+                response_deserializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesResponse.FromString,
+                _registered_method=True)
         self.EraseResident = channel.unary_unary(
                 '/ganshou.intake.v1.IntakeService/EraseResident',
                 request_serializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.EraseResidentRequest.SerializeToString,
@@ -174,6 +179,12 @@ class IntakeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCommunities(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EraseResident(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -245,6 +256,11 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     servicer.ListDemands,
                     request_deserializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsRequest.FromString,
                     response_serializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsResponse.SerializeToString,
+            ),
+            'ListCommunities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommunities,
+                    request_deserializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesRequest.FromString,
+                    response_serializer=ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesResponse.SerializeToString,
             ),
             'EraseResident': grpc.unary_unary_rpc_method_handler(
                     servicer.EraseResident,
@@ -556,6 +572,33 @@ class IntakeService:
             '/ganshou.intake.v1.IntakeService/ListDemands',
             ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsRequest.SerializeToString,
             ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListDemandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommunities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.intake.v1.IntakeService/ListCommunities',
+            ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesRequest.SerializeToString,
+            ganshou_dot_intake_dot_v1_dot_intake__service__pb2.ListCommunitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

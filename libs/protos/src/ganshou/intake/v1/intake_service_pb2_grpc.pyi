@@ -46,6 +46,7 @@ class IntakeServiceStub:
     GetResident: _grpc.UnaryUnaryMultiCallable[_intake_service_pb2.GetResidentRequest, _intake_service_pb2.GetResidentResponse]
     ListHouseholds: _grpc.UnaryUnaryMultiCallable[_intake_service_pb2.ListHouseholdsRequest, _intake_service_pb2.ListHouseholdsResponse]
     ListDemands: _grpc.UnaryUnaryMultiCallable[_intake_service_pb2.ListDemandsRequest, _intake_service_pb2.ListDemandsResponse]
+    ListCommunities: _grpc.UnaryUnaryMultiCallable[_intake_service_pb2.ListCommunitiesRequest, _intake_service_pb2.ListCommunitiesResponse]
     EraseResident: _grpc.UnaryUnaryMultiCallable[_intake_service_pb2.EraseResidentRequest, _intake_service_pb2.EraseResidentResponse]
     ImportHouseholds: _grpc.StreamUnaryMultiCallable[_intake_service_pb2.ImportHouseholdsRequest, _intake_service_pb2.ImportHouseholdsResponse]
     """Bulk import: stream households (with their residents); every good row is kept and
@@ -70,6 +71,7 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     GetResident: _aio.UnaryUnaryMultiCallable[_intake_service_pb2.GetResidentRequest, _intake_service_pb2.GetResidentResponse]  # type: ignore[assignment]
     ListHouseholds: _aio.UnaryUnaryMultiCallable[_intake_service_pb2.ListHouseholdsRequest, _intake_service_pb2.ListHouseholdsResponse]  # type: ignore[assignment]
     ListDemands: _aio.UnaryUnaryMultiCallable[_intake_service_pb2.ListDemandsRequest, _intake_service_pb2.ListDemandsResponse]  # type: ignore[assignment]
+    ListCommunities: _aio.UnaryUnaryMultiCallable[_intake_service_pb2.ListCommunitiesRequest, _intake_service_pb2.ListCommunitiesResponse]  # type: ignore[assignment]
     EraseResident: _aio.UnaryUnaryMultiCallable[_intake_service_pb2.EraseResidentRequest, _intake_service_pb2.EraseResidentResponse]  # type: ignore[assignment]
     ImportHouseholds: _aio.StreamUnaryMultiCallable[_intake_service_pb2.ImportHouseholdsRequest, _intake_service_pb2.ImportHouseholdsResponse]  # type: ignore[assignment]
     """Bulk import: stream households (with their residents); every good row is kept and
@@ -157,6 +159,13 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_service_pb2.ListDemandsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_service_pb2.ListDemandsResponse, _abc.Awaitable[_intake_service_pb2.ListDemandsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCommunities(
+        self,
+        request: _intake_service_pb2.ListCommunitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_service_pb2.ListCommunitiesResponse, _abc.Awaitable[_intake_service_pb2.ListCommunitiesResponse]]: ...
 
     @_abc_1.abstractmethod
     def EraseResident(
