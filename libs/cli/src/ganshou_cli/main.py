@@ -148,20 +148,15 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
     asyncio.run(run())
 
 
-@app.command()
-def communities(output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
-    """The communities registered, by id (a cadre: those they serve)."""
-    from ganshou.intake.v1 import events_pb2 as ievents
-    from ganshou.intake.v1 import intake_service_pb2 as iapi
-
+def _every_page(ask, items: str) -> list:
+    """Every page of a list: `ask(clients, page_token)` is one call; `items` its repeated field."""
     async def run() -> list:
         clients = Clients.connect()
         try:
             found, token_ = [], ""
             while True:
-                page = await clients.intake.ListCommunities(iapi.ListCommunitiesRequest(page_size=500, page_token=token_),
-                                                            metadata=clients.metadata)
-                found += page.communities
+                page = await ask(clients, token_)
+                found += getattr(page, items)
                 if not (token_ := page.next_page_token):
                     return found
         except grpc.aio.AioRpcError as exc:
@@ -169,7 +164,17 @@ def communities(output: Annotated[str, typer.Option(help="table or json")] = "ta
         finally:
             await clients.close()
 
-    found = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@app.command()
+def communities(output: Annotated[str, typer.Option(help="table or json")] = "table") -> None:
+    """The communities registered, by id (a cadre: those they serve)."""
+    from ganshou.intake.v1 import events_pb2 as ievents
+    from ganshou.intake.v1 import intake_service_pb2 as iapi
+
+    found = _every_page(lambda clients, token_: clients.intake.ListCommunities(
+        iapi.ListCommunitiesRequest(page_size=500, page_token=token_), metadata=clients.metadata), "communities")
     if output == "json":
         print(json.dumps([json_format.MessageToDict(c, preserving_proto_field_name=True) for c in found],
                          ensure_ascii=False))
@@ -265,24 +270,9 @@ def cases_list(community: Annotated[str, typer.Argument(
 
     status_value = capi.CaseStatus.Value(f"CASE_STATUS_{status.upper()}") if status else 0
 
-    async def run():
-        clients = Clients.connect()
-        try:
-            found, token_ = [], ""
-            while True:
-                page = await clients.casework.ListCases(capi.ListCasesRequest(
-                    community_id=community, partner_id=partner, status=status_value, overdue_only=overdue, page_size=200,
-                    page_token=token_), metadata=clients.metadata)
-                found += page.cases
-                token_ = page.next_page_token
-                if not token_:
-                    return found
-        except grpc.aio.AioRpcError as exc:
-            _fail(exc)
-        finally:
-            await clients.close()
-
-    found = asyncio.run(run())
+    found = _every_page(lambda clients, token_: clients.casework.ListCases(capi.ListCasesRequest(
+        community_id=community, partner_id=partner, status=status_value, overdue_only=overdue, page_size=200,
+        page_token=token_), metadata=clients.metadata), "cases")
     if output == "json":
         print(json.dumps([json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for k in found],
                          ensure_ascii=False))
