@@ -139,7 +139,7 @@ async def test_a_case_is_found_by_its_demand_and_listed_newest_first(casework, c
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in field_violations(err)
 
 
-async def test_the_town_lists_every_communitys_cases_and_a_cadre_only_their_own(casework, community_id) -> None:
+async def test_the_towns_roles_list_every_communitys_cases_and_a_cadre_names_one(casework, community_id) -> None:
     other = f"c-{uuid.uuid4().hex[:8]}"
     opened = [await casework.open_case(c) for c in (community_id, other, community_id)]
 

@@ -33,8 +33,10 @@ from .rpcs import Rpc, every_rpc, filled
 pytestmark = pytest.mark.integration
 SCOPED = (Role.COMMUNITY_CADRE, Role.PARTNER_STAFF)
 # The town's directory of partners, their offerings and the aid programmes is open to
-# every role that may read it: it names no resident and belongs to no one community.
-DIRECTORY = {"GetPartner", "ListPartners", "GetOffering", "ListOfferings", "ListAidProgrammes", "GetAidProgramme"}
+# every role that may read it: it names no resident and belongs to no one community. So is
+# its list of communities (a cadre's shows the communities they serve).
+DIRECTORY = {"GetPartner", "ListPartners", "GetOffering", "ListOfferings", "ListAidProgrammes", "GetAidProgramme",
+             "ListCommunities"}
 # Refused for its content whoever asks (an id the town has not got): authorisation is not
 # reached, and the case is counted as such rather than passed.
 CONTENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
@@ -173,7 +175,8 @@ async def test_bad_tokens_and_other_communities_lists(rsystem, report) -> None:
     def communities_in(msg) -> set[str]:
         out = set()
         for f, v in msg.ListFields():
-            if f.name in ("community_id", "communities", "community_ids", "communities_served"):
+            if f.name in ("community_id", "communities", "community_ids", "communities_served") and \
+                    f.type == f.TYPE_STRING:
                 out |= set(v) if f.is_repeated else {v}
             elif f.type == f.TYPE_MESSAGE and not f.message_type.GetOptions().map_entry:
                 for item in (v if f.is_repeated else [v]):
