@@ -350,6 +350,68 @@ async def test_erasure_makes_a_person_unreadable_and_keeps_everything_else(intak
     await conn.close()
 
 
+async def test_erasing_the_last_resident_erases_the_households_address_and_the_calls_naming_them(
+        intake, community_id) -> None:
+    from ganshou_intake.adapters import call_people
+
+    await setup_community(intake, community_id)
+    h = await intake.stub.RegisterHousehold(household_request(community_id), metadata=intake.admin())
+    first, second = h.resident_ids
+
+    async def call(**named) -> str:
+        return (await intake.stub.LogHotlineCall(api.LogHotlineCallRequest(
+            request_id=rid(), community_id=community_id, kind=ev.CALL_KIND_INQUIRY, summary="问路",
+            **named), metadata=intake.admin())).call_id
+
+    by_first = await call(resident_id=first, household_id=h.household_id, caller_phone=PHONES[0])
+    by_household = await call(household_id=h.household_id, caller_phone="13700137000")
+    by_second = await call(resident_id=second, caller_phone=PHONES[1])
+    await call(resident_id=first)  # no phone: nothing sealed, nothing to erase
+    conn = await asyncpg.connect(intake.dsn)
+
+    async def keys(*subjects: str) -> set[str]:
+        return {r["subject_id"] for r in await conn.fetch(
+            "SELECT subject_id FROM subject_keys WHERE subject_id = ANY($1)", list(subjects))}
+
+    async def address() -> str:
+        return (await intake.stub.GetHousehold(api.GetHouseholdRequest(household_id=h.household_id, purpose="核查"),
+                                               metadata=intake.admin())).household.address
+
+    calls = [f"call-{c}" for c in (by_first, by_household, by_second)]
+    assert await keys(*calls) == set(calls)
+    done = await intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=first,
+                                                                    reason="本人申请"), metadata=intake.admin())
+    assert (done.household_erased, done.calls_erased) == (False, 1)
+    assert await keys(*calls) == {f"call-{by_household}", f"call-{by_second}"}
+    assert await address() == "张江镇 科苑路 88弄 3号 502室"  # its other resident still lives there
+
+    done = await intake.stub.EraseResident(api.EraseResidentRequest(request_id=rid(), resident_id=second,
+                                                                    reason="本人申请"), metadata=intake.admin())
+    assert (done.household_erased, done.calls_erased) == (True, 2)
+    assert await keys(*calls, f"household-{h.household_id}") == set()
+    assert await address() == "[erased]"
+
+    # Before call_people (0104): calls are found from their events at the next start, and an
+    # erasure made then (the resident's key alone) is completed as it is now.
+    earlier = await intake.stub.RegisterHousehold(household_request(community_id, residents=[api.ResidentInput(
+        name=NAMES[0], phone=PHONES[0], id_number=id_number(), segment=t.SEGMENT_LOCAL)]), metadata=intake.admin())
+    alone = earlier.resident_ids[0]
+    its_call = await call(resident_id=alone, caller_phone=PHONES[0])
+    await conn.execute("UPDATE residents SET erased = true WHERE resident_id = $1", alone)
+    await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", f"resident-{alone}")
+    await conn.execute("DELETE FROM call_people WHERE call_id = ANY($1)", [by_first, by_household, by_second, its_call])
+    await conn.execute("UPDATE call_people_backfill SET pending = true")
+    pool = await asyncpg.create_pool(intake.dsn, min_size=1, max_size=1)
+    try:
+        assert await call_people.backfill(pool, intake.master) >= 4
+        assert await call_people.backfill(pool, intake.master) == 0  # once
+    finally:
+        await pool.close()
+    assert set(await call_people.naming(conn, first, h.household_id)) == {by_first, by_household}
+    assert await keys(f"call-{its_call}", f"household-{earlier.household_id}") == set()
+    await conn.close()
+
+
 async def test_import_keeps_good_rows_reports_bad_and_is_idempotent(intake, community_id) -> None:
     await setup_community(intake, community_id)
     request_id = rid()

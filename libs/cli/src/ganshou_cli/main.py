@@ -336,7 +336,7 @@ def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="w
     async def run():
         clients = Clients.connect()
         try:
-            await clients.intake.EraseResident(iapi.EraseResidentRequest(
+            return await clients.intake.EraseResident(iapi.EraseResidentRequest(
                 request_id="erase-" + hashlib.sha256(resident_id.encode()).hexdigest()[:24], resident_id=resident_id,
                 reason=reason), metadata=clients.metadata)
         except grpc.aio.AioRpcError as exc:
@@ -344,8 +344,10 @@ def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="w
         finally:
             await clients.close()
 
-    asyncio.run(run())
-    console.print(f"resident {resident_id} erased")
+    done = asyncio.run(run())
+    console.print(f"resident {resident_id} erased"
+                  + (", with their household's address and visit notes (its last resident)" if done.household_erased else "")
+                  + (f", and the caller's phone of {done.calls_erased} hotline call(s)" if done.calls_erased else ""))
 
 
 @app.command()

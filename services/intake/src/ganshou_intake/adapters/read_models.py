@@ -123,6 +123,12 @@ async def mark_erased(conn: Conn, resident_id: str) -> None:
     await conn.execute("UPDATE residents SET erased = true WHERE resident_id = $1", resident_id)
 
 
+async def others_unerased(conn: Conn, household_id: str, resident_id: str) -> bool:
+    """Whether the household keeps a resident not erased besides `resident_id`."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM residents WHERE household_id = $1 "
+                                    "AND resident_id <> $2 AND NOT erased)", household_id, resident_id))
+
+
 async def list_households(conn: Conn, community_id: str, after: str, limit: int) -> list[tuple[HouseholdRow, int]]:
     rows = await conn.fetch(
         "SELECT h.household_id, h.community_id, h.address_sealed, h.segments, h.care_groups, "

@@ -15,7 +15,7 @@ from ganshou_common.grpc_scaffold.server import GrpcServer
 from ganshou_common.grpc_scaffold.settings import server_settings_from_env
 from ganshou_common.grpc_scaffold.tokens import verifier_from_env
 from ganshou_common.pii import MasterKey, lookup_key
-from ganshou_intake.adapters import id_numbers
+from ganshou_intake.adapters import call_people, id_numbers
 from ganshou_intake.api.servicer import SERVICE, IntakeServicer
 from ganshou_intake.app.handlers import IntakeApp
 
@@ -48,6 +48,8 @@ async def bootstrap(settings: Settings) -> tuple[GrpcServer, Callable[[], Awaita
     id_number_key = await lookup_key(store.pool, settings.master_key, "id_number")
     if claimed := await id_numbers.backfill(store.pool, settings.master_key, id_number_key):
         log.info("id_numbers_backfilled", claims=claimed)
+    if calls := await call_people.backfill(store.pool, settings.master_key):
+        log.info("call_people_backfilled", calls=calls)
     app = IntakeApp(store, settings.master_key, id_number_key, committer.execute if committer else None)
     server.add(IntakeServicer(app), rpc.add_IntakeServiceServicer_to_server, SERVICE)
 

@@ -25,7 +25,7 @@ from ganshou_common.grpc_scaffold.auth import Principal, Role
 from ganshou_common.ids import derived_id, new_id
 from ganshou_common.pii import ERASED, MasterKey, PostgresKeyRing, Sealer, record_access, seal, unseal
 from ganshou_common.validation import Violations, decode_page_token, encode_page_token, page_size
-from ganshou_intake.adapters import id_numbers
+from ganshou_intake.adapters import call_people, id_numbers
 from ganshou_intake.adapters import read_models as rm
 from ganshou_intake.adapters.known_communities import KnownCommunities
 from ganshou_intake.domain.events import call_raises_demand, demand_segment, stream, ts, urgency_of_call
@@ -381,6 +381,8 @@ class IntakeApp:
                                           caller_phone_sealed=phone, summary=req.summary, received_at=ts(at),
                                           demand_id=demand_id, operator=who.subject)
             appends.insert(0, StreamAppend(stream("call", call_id), "call", NO_STREAM, [new_event(call, req.community_id, at)]))
+            if (named := call_people.row_of(call)) is not None:
+                await call_people.record(tx.conn, [named])
             await tx.append_many(appends, _meta(who, cid, req.request_id))
             return api.LogHotlineCallResponse(call_id=call_id, demand_id=demand_id).SerializeToString()
 
@@ -398,13 +400,22 @@ class IntakeApp:
                 raise NotFound(f"no resident {req.resident_id!r}")
             if r.erased:
                 raise FailedPrecondition(f"resident {req.resident_id} is already erased")
-            await PostgresKeyRing(tx.conn, self.master_key).erase(stream("resident", r.resident_id), who.subject)
+            ring = PostgresKeyRing(tx.conn, self.master_key)
+            await ring.erase(stream("resident", r.resident_id), who.subject)
             await rm.mark_erased(tx.conn, r.resident_id)
             await id_numbers.release(tx.conn, [r.resident_id])
+            # The household's address (and visit notes) are its residents' too: erased with
+            # the last of them. A call's phone is under the call's key: erased with whom it names.
+            last = not await rm.others_unerased(tx.conn, r.household_id, r.resident_id)
+            calls = 0
+            for call_id in await call_people.naming(tx.conn, r.resident_id, r.household_id if last else None):
+                calls += await ring.erase(stream("call", call_id), who.subject)
+            if last:
+                await ring.erase(stream("household", r.household_id), who.subject)
             e = ev.ResidentErased(resident_id=r.resident_id, community_id=r.community_id, erased_by=who.subject)
             await tx.append(StreamAppend(stream("resident", r.resident_id), "resident", -1,
                                          [new_event(e, r.community_id)]), _meta(who, cid, req.request_id))
-            return api.EraseResidentResponse().SerializeToString()
+            return api.EraseResidentResponse(household_erased=last, calls_erased=calls).SerializeToString()
 
         return api.EraseResidentResponse.FromString(await self._run(req.request_id, _fp(req), decide))
 

@@ -959,12 +959,25 @@ Global___EraseResidentRequest: _TypeAlias = EraseResidentRequest  # noqa: Y015
 class EraseResidentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    HOUSEHOLD_ERASED_FIELD_NUMBER: _builtins.int
+    CALLS_ERASED_FIELD_NUMBER: _builtins.int
+    household_erased: _builtins.bool
+    """The household's address and visit notes were erased too: this was its last resident
+    not yet erased.
+    """
+    calls_erased: _builtins.int
+    """Logged calls whose caller phone was erased with them: the calls naming the resident,
+    and the household's when it was erased too.
+    """
     def __init__(
         self,
+        *,
+        household_erased: _builtins.bool = ...,
+        calls_erased: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls_erased", b"calls_erased", "household_erased", b"household_erased"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
