@@ -185,16 +185,22 @@ def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
     if share is None:  # no share for this process: this generation has passed already
         os._exit(0)
     gc.disable()  # the fold only adds objects, none in cycles (see catch_up.py)
-    try:
-        out = ("ok", asyncio.run(fold(share)))
-    except BaseException:  # noqa: BLE001 - reported to the worker, which fails the pass
-        out = ("failed", traceback.format_exc())
-    results.send_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
-    results.close()
-    sys.stdout.flush()
-    # Nothing is left to release that the kernel does not; the interpreter's own teardown
-    # of half a million rows took ~1 s, which the worker would wait for.
-    os._exit(0)
+
+    async def run() -> None:
+        try:
+            out = ("ok", await fold(share))
+        except BaseException:  # noqa: BLE001 - reported to the worker, which fails the pass
+            out = ("failed", traceback.format_exc())
+        results.send_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+        results.close()
+        sys.stdout.flush()
+        # Sent from within the loop, and gone: nothing is left to release that the kernel
+        # does not. `asyncio.run`'s own teardown after the fold took ~0.7 s, and the
+        # interpreter's of half a million rows ~1 s, which the worker would wait for.
+        os._exit(0)
+
+    asyncio.run(run())
+    os._exit(1)  # not reached: run() leaves the process
 
 
 class ShareProcess:
