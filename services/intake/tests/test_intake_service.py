@@ -412,6 +412,32 @@ async def test_erasing_the_last_resident_erases_the_households_address_and_the_c
     await conn.close()
 
 
+async def test_the_last_two_residents_erased_at_once_erase_their_household(intake, community_id) -> None:
+    # Each erasure in a transaction of its own (no group commit): the second to check whether
+    # anyone is left waits for the first to commit, and sees it.
+    from ganshou_intake.adapters import read_models as rm
+
+    await setup_community(intake, community_id)
+    h = await intake.stub.RegisterHousehold(household_request(community_id), metadata=intake.admin())
+    first, second = [await asyncpg.connect(intake.dsn) for _ in range(2)]
+    try:
+        one, two = first.transaction(), second.transaction()
+        await one.start()
+        await two.start()
+        await rm.mark_erased(first, h.resident_ids[0])
+        await rm.mark_erased(second, h.resident_ids[1])
+        assert await rm.others_unerased(first, h.household_id, h.resident_ids[0])  # the other not yet
+        checked = asyncio.create_task(rm.others_unerased(second, h.household_id, h.resident_ids[1]))
+        await asyncio.sleep(0.3)
+        assert not checked.done()  # waits for the household's lock
+        await one.commit()
+        assert not await checked  # anyone left? no: this one erases the household
+        await two.commit()
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_import_keeps_good_rows_reports_bad_and_is_idempotent(intake, community_id) -> None:
     await setup_community(intake, community_id)
     request_id = rid()

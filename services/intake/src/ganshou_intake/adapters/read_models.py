@@ -123,8 +123,12 @@ async def mark_erased(conn: Conn, resident_id: str) -> None:
     await conn.execute("UPDATE residents SET erased = true WHERE resident_id = $1", resident_id)
 
 
-async def others_unerased(conn: Conn, household_id: str, resident_id: str) -> bool:
-    """Whether the household keeps a resident not erased besides `resident_id`."""
+async def others_unerased(conn: asyncpg.Connection, household_id: str, resident_id: str) -> bool:
+    """Whether the household keeps a resident not erased besides `resident_id`. The
+    household's row is locked first, in a statement of its own: two of its last residents
+    erased at once then see each other's erasure (the second statement's snapshot is taken
+    after the first erasure commits), and one of them erases the household."""
+    await conn.execute("SELECT 1 FROM households WHERE household_id = $1 FOR UPDATE", household_id)
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM residents WHERE household_id = $1 "
                                     "AND resident_id <> $2 AND NOT erased)", household_id, resident_id))
 

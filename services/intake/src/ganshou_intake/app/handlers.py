@@ -412,7 +412,8 @@ class IntakeApp:
                 calls += await ring.erase(stream("call", call_id), who.subject)
             if last:
                 await ring.erase(stream("household", r.household_id), who.subject)
-            e = ev.ResidentErased(resident_id=r.resident_id, community_id=r.community_id, erased_by=who.subject)
+            e = ev.ResidentErased(resident_id=r.resident_id, community_id=r.community_id, erased_by=who.subject,
+                                  reason=req.reason)
             await tx.append(StreamAppend(stream("resident", r.resident_id), "resident", -1,
                                          [new_event(e, r.community_id)]), _meta(who, cid, req.request_id))
             return api.EraseResidentResponse(household_erased=last, calls_erased=calls).SerializeToString()

@@ -391,19 +391,23 @@ class ResidentErased(_message.Message):
     RESIDENT_ID_FIELD_NUMBER: _builtins.int
     COMMUNITY_ID_FIELD_NUMBER: _builtins.int
     ERASED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     resident_id: _builtins.str
     community_id: _builtins.str
     erased_by: _builtins.str
+    reason: _builtins.str
+    """why, as the request gave it"""
     def __init__(
         self,
         *,
         resident_id: _builtins.str = ...,
         community_id: _builtins.str = ...,
         erased_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "erased_by", b"erased_by", "resident_id", b"resident_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "erased_by", b"erased_by", "reason", b"reason", "resident_id", b"resident_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
