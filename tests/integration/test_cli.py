@@ -87,6 +87,18 @@ async def test_the_command_line_end_to_end(system: System, tmp_path: Path) -> No
                                           metadata=system.auth())
     assert got.resident.erased and got.resident.name == "[erased]"
 
+    from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
+
+    team = await system.partners.RegisterVolunteerTeam(papi.RegisterVolunteerTeamRequest(
+        request_id=uuid.uuid4().hex, name=f"护河队 {uuid.uuid4().hex[:6]}", community_id="zj-01"), metadata=system.auth())
+    volunteer = await system.partners.RegisterVolunteer(papi.RegisterVolunteerRequest(
+        request_id=uuid.uuid4().hex, team_id=team.team_id, name="钱志强", phone="13512345678", segment=1),
+        metadata=system.auth())
+    erased = await ganshou(system, "erase-volunteer", volunteer.volunteer_id, "--reason", "本人申请")
+    assert erased.returncode == 0 and "erased" in erased.stdout, erased.stdout + erased.stderr
+    again = await ganshou(system, "erase-volunteer", "nobody", "--reason", "本人申请")
+    assert again.returncode != 0 and "volunteer_id" in again.stdout + again.stderr
+
     # rebuild-projections' wait: a new generation beside the live one, caught up and identical.
     system.add_proc("metrics-g2", "ganshou_metrics", "worker", system.metrics_env(f"cli-rebuild-{uuid.uuid4().hex[:6]}"), True)
     system.spawn("metrics-g2")

@@ -143,3 +143,38 @@ async def test_one_name_one_partner_organisation_and_team(partners, community_id
     await s.RegisterVolunteerTeam(team, metadata=cadre)
     team.request_id = rid()
     assert (await error_of(s.RegisterVolunteerTeam(team, metadata=cadre))).code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_volunteer_is_erased_and_their_hours_stay(partners, community_id) -> None:
+    await partners.knows(community_id)
+    cadre, admin, s = partners.auth(Role.COMMUNITY_CADRE, community_id), partners.auth(Role.TOWN_ADMIN), partners.stub
+    team = await s.RegisterVolunteerTeam(api.RegisterVolunteerTeamRequest(request_id=rid(), name=f"护河队 {rid()[:6]}",
+                                                                          community_id=community_id), metadata=cadre)
+    v = await s.RegisterVolunteer(api.RegisterVolunteerRequest(request_id=rid(), team_id=team.team_id, name="钱志强",
+                                                               phone="13512345678", segment=t.SEGMENT_LOCAL),
+                                  metadata=cadre)
+    erase = api.EraseVolunteerRequest(request_id=rid(), volunteer_id=v.volunteer_id, reason="本人申请")
+    assert (await error_of(s.EraseVolunteer(erase, metadata=cadre))).code() == grpc.StatusCode.PERMISSION_DENIED
+    await s.EraseVolunteer(erase, metadata=admin)
+    await s.EraseVolunteer(erase, metadata=admin)  # a retry: the first answer
+    again = await error_of(s.EraseVolunteer(api.EraseVolunteerRequest(
+        request_id=rid(), volunteer_id=v.volunteer_id, reason="再次"), metadata=admin))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    unknown = await error_of(s.EraseVolunteer(api.EraseVolunteerRequest(
+        request_id=rid(), volunteer_id="nobody", reason="x"), metadata=admin))
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND and "volunteer_id" in unknown.details()
+    bad = await error_of(s.EraseVolunteer(api.EraseVolunteerRequest(request_id=rid(), volunteer_id=v.volunteer_id),
+                                          metadata=admin))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "reason" in field_violations(bad)
+    # Their hours are still theirs, counted by id.
+    await s.RecordVolunteerActivity(api.RecordVolunteerActivityRequest(
+        request_id=rid(), team_id=team.team_id, title="清理河道",
+        volunteers=[api.VolunteerTime(volunteer_id=v.volunteer_id, minutes=90)]), metadata=cadre)
+
+    conn = await asyncpg.connect(partners.dsn)
+    subject = f"volunteer-{v.volunteer_id}"
+    assert not await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject_id = $1", subject)
+    events = [r["event_type"] for r in await conn.fetch(
+        "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY version", subject)]
+    await conn.close()
+    assert events == ["ganshou.partner_resource.v1.VolunteerRegistered", "ganshou.partner_resource.v1.VolunteerErased"]

@@ -350,6 +350,28 @@ def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="w
                   + (f", and the caller's phone of {done.calls_erased} hotline call(s)" if done.calls_erased else ""))
 
 
+@app.command("erase-volunteer")
+def erase_volunteer(volunteer_id: str, reason: Annotated[str, typer.Option(help="why (recorded)")]) -> None:
+    """Erase a volunteer's personal data everywhere (their key is destroyed); their hours stay."""
+    import hashlib
+
+    from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
+
+    async def run():
+        clients = Clients.connect()
+        try:
+            await clients.partner.EraseVolunteer(papi.EraseVolunteerRequest(
+                request_id="erase-" + hashlib.sha256(volunteer_id.encode()).hexdigest()[:24],
+                volunteer_id=volunteer_id, reason=reason), metadata=clients.metadata)
+        except grpc.aio.AioRpcError as exc:
+            _fail(exc)
+        finally:
+            await clients.close()
+
+    asyncio.run(run())
+    console.print(f"volunteer {volunteer_id} erased")
+
+
 @app.command()
 def report(period: Annotated[str, typer.Option(help="the period the report covers, e.g. 2026年下半年")],
            out: Annotated[Path, typer.Option(help="the PDF to write; an HTML file is written beside it")]) -> None:

@@ -170,6 +170,10 @@ class PartnerResourceServicer(rpc.PartnerResourceServiceServicer):
     async def RegisterVolunteer(self, request, context):
         return await self.region.register_volunteer(who(), cid(), request)
 
+    @admits(ADMIN)
+    async def EraseVolunteer(self, request, context):
+        return await self.region.erase_volunteer(who(), cid(), request)
+
     @admits(ADMIN, CADRE)
     async def RecordVolunteerActivity(self, request, context):
         return await self.region.record_activity(who(), cid(), request)

@@ -248,6 +248,27 @@ class RegionApp:
 
         return await self.core._run(req, decide, api.RegisterVolunteerResponse)
 
+    async def erase_volunteer(self, who, cid, req: api.EraseVolunteerRequest):
+        v = Violations()
+        v.required("volunteer_id", req.volunteer_id, 64)
+        v.required("reason", req.reason, 500)
+        v.raise_if_any()
+
+        async def decide(tx):
+            vol = await views.get(tx.conn, "volunteer", req.volunteer_id, ev.VolunteerRegistered)
+            if vol is None:
+                raise NotFound(f"volunteer_id: no volunteer {req.volunteer_id!r}")
+            subject = f"volunteer-{vol.volunteer_id}"
+            # No master key needed: erasing deletes the wrapped key, it never unwraps it.
+            if not await PostgresKeyRing(tx.conn, self.master_key).erase(subject, who.subject):
+                raise FailedPrecondition(f"volunteer {vol.volunteer_id} is already erased")
+            e = ev.VolunteerErased(volunteer_id=vol.volunteer_id, community_id=vol.community_id,
+                                   erased_by=who.subject, reason=req.reason)
+            await self.core._append(tx, who, cid, req, subject, "volunteer", -1, e, vol.community_id)
+            return api.EraseVolunteerResponse()
+
+        return await self.core._run(req, decide, api.EraseVolunteerResponse)
+
     async def record_activity(self, who, cid, req: api.RecordVolunteerActivityRequest):
         v = Violations()
         v.required("team_id", req.team_id, 64)

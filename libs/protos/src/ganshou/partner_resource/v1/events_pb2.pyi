@@ -906,6 +906,39 @@ class VolunteerRegistered(_message.Message):
 Global___VolunteerRegistered: _TypeAlias = VolunteerRegistered  # noqa: Y015
 
 @_typing.final
+class VolunteerErased(_message.Message):
+    """The volunteer's key was destroyed: their name and phone, sealed in VolunteerRegistered,
+    can no longer be read anywhere.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    COMMUNITY_ID_FIELD_NUMBER: _builtins.int
+    ERASED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    volunteer_id: _builtins.str
+    community_id: _builtins.str
+    erased_by: _builtins.str
+    reason: _builtins.str
+    """why, as the request gave it"""
+    def __init__(
+        self,
+        *,
+        volunteer_id: _builtins.str = ...,
+        community_id: _builtins.str = ...,
+        erased_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_id", b"community_id", "erased_by", b"erased_by", "reason", b"reason", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolunteerErased: _TypeAlias = VolunteerErased  # noqa: Y015
+
+@_typing.final
 class VolunteerMinutes(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -2005,6 +2005,47 @@ class RegisterVolunteerResponse(_message.Message):
 Global___RegisterVolunteerResponse: _TypeAlias = RegisterVolunteerResponse  # noqa: Y015
 
 @_typing.final
+class EraseVolunteerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    volunteer_id: _builtins.str
+    reason: _builtins.str
+    """why (recorded with the erasure)"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        volunteer_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseVolunteerRequest: _TypeAlias = EraseVolunteerRequest  # noqa: Y015
+
+@_typing.final
+class EraseVolunteerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseVolunteerResponse: _TypeAlias = EraseVolunteerResponse  # noqa: Y015
+
+@_typing.final
 class VolunteerTime(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

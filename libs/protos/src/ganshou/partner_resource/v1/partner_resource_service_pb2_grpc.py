@@ -222,6 +222,11 @@ class PartnerResourceServiceStub:
                 request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.SerializeToString,
                 response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.FromString,
                 _registered_method=True)
+        self.EraseVolunteer = channel.unary_unary(
+                '/ganshou.partner_resource.v1.PartnerResourceService/EraseVolunteer',
+                request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerRequest.SerializeToString,
+                response_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerResponse.FromString,
+                _registered_method=True)
         self.OpenServiceWindow = channel.unary_unary(
                 '/ganshou.partner_resource.v1.PartnerResourceService/OpenServiceWindow',
                 request_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.OpenServiceWindowRequest.SerializeToString,
@@ -470,6 +475,14 @@ class PartnerResourceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseVolunteer(self, request, context):
+        """A volunteer's personal data erased everywhere: their key is destroyed (town admin).
+        Their id, team and hours stay, so every figure stays right.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def OpenServiceWindow(self, request, context):
         """Extended-hours service windows.
         """
@@ -676,6 +689,11 @@ def add_PartnerResourceServiceServicer_to_server(servicer, server):
                     servicer.RecordVolunteerActivity,
                     request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.FromString,
                     response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.SerializeToString,
+            ),
+            'EraseVolunteer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseVolunteer,
+                    request_deserializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerRequest.FromString,
+                    response_serializer=ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerResponse.SerializeToString,
             ),
             'OpenServiceWindow': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenServiceWindow,
@@ -1695,6 +1713,33 @@ class PartnerResourceService:
             '/ganshou.partner_resource.v1.PartnerResourceService/RecordVolunteerActivity',
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityRequest.SerializeToString,
             ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.RecordVolunteerActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseVolunteer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ganshou.partner_resource.v1.PartnerResourceService/EraseVolunteer',
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerRequest.SerializeToString,
+            ganshou_dot_partner__resource_dot_v1_dot_partner__resource__service__pb2.EraseVolunteerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,10 @@ class PartnerResourceServiceStub:
     """Volunteers."""
     RegisterVolunteer: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerRequest, _partner_resource_service_pb2.RegisterVolunteerResponse]
     RecordVolunteerActivity: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordVolunteerActivityRequest, _partner_resource_service_pb2.RecordVolunteerActivityResponse]
+    EraseVolunteer: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.EraseVolunteerRequest, _partner_resource_service_pb2.EraseVolunteerResponse]
+    """A volunteer's personal data erased everywhere: their key is destroyed (town admin).
+    Their id, team and hours stay, so every figure stays right.
+    """
     OpenServiceWindow: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.OpenServiceWindowRequest, _partner_resource_service_pb2.OpenServiceWindowResponse]
     """Extended-hours service windows."""
     RecordAfterHoursService: _grpc.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordAfterHoursServiceRequest, _partner_resource_service_pb2.RecordAfterHoursServiceResponse]
@@ -129,6 +133,10 @@ class PartnerResourceServiceAsyncStub(PartnerResourceServiceStub):
     """Volunteers."""
     RegisterVolunteer: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RegisterVolunteerRequest, _partner_resource_service_pb2.RegisterVolunteerResponse]  # type: ignore[assignment]
     RecordVolunteerActivity: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordVolunteerActivityRequest, _partner_resource_service_pb2.RecordVolunteerActivityResponse]  # type: ignore[assignment]
+    EraseVolunteer: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.EraseVolunteerRequest, _partner_resource_service_pb2.EraseVolunteerResponse]  # type: ignore[assignment]
+    """A volunteer's personal data erased everywhere: their key is destroyed (town admin).
+    Their id, team and hours stay, so every figure stays right.
+    """
     OpenServiceWindow: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.OpenServiceWindowRequest, _partner_resource_service_pb2.OpenServiceWindowResponse]  # type: ignore[assignment]
     """Extended-hours service windows."""
     RecordAfterHoursService: _aio.UnaryUnaryMultiCallable[_partner_resource_service_pb2.RecordAfterHoursServiceRequest, _partner_resource_service_pb2.RecordAfterHoursServiceResponse]  # type: ignore[assignment]
@@ -401,6 +409,16 @@ class PartnerResourceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_resource_service_pb2.RecordVolunteerActivityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_resource_service_pb2.RecordVolunteerActivityResponse, _abc.Awaitable[_partner_resource_service_pb2.RecordVolunteerActivityResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EraseVolunteer(
+        self,
+        request: _partner_resource_service_pb2.EraseVolunteerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_resource_service_pb2.EraseVolunteerResponse, _abc.Awaitable[_partner_resource_service_pb2.EraseVolunteerResponse]]:
+        """A volunteer's personal data erased everywhere: their key is destroyed (town admin).
+        Their id, team and hours stay, so every figure stays right.
+        """
 
     @_abc_1.abstractmethod
     def OpenServiceWindow(
