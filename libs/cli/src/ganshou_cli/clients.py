@@ -52,3 +52,13 @@ class Clients:
     async def close(self) -> None:
         for ch in self.channels:
             await ch.close()
+
+
+async def every_page(ask, items: str) -> list:
+    """Every page of a list: `ask(page_token)` is one call; `items` its repeated field."""
+    found, page_token = [], ""
+    while True:
+        page = await ask(page_token)
+        found += getattr(page, items)
+        if not (page_token := page.next_page_token):
+            return found

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ganshou.common.v1 import types_pb2
 from ganshou.metrics.v1 import metrics_service_pb2 as mapi
-from ganshou_cli.clients import Clients, token as make_token
+from ganshou_cli.clients import Clients, every_page, token as make_token
 from ganshou_common.grpc_scaffold.auth import Role
 from ganshou_common.grpc_scaffold.errors import field_violations
 
@@ -148,23 +148,31 @@ def figures(community: str = "", segment: Annotated[str, typer.Option(
     asyncio.run(run())
 
 
-def _every_page(ask, items: str) -> list:
-    """Every page of a list: `ask(clients, page_token)` is one call; `items` its repeated field."""
-    async def run() -> list:
+def _with_clients(work):
+    """`work(clients)` once, its answer returned; an RPC error ends the command with its
+    status and fields (_fail)."""
+    async def run():
         clients = Clients.connect()
         try:
-            found, token_ = [], ""
-            while True:
-                page = await ask(clients, token_)
-                found += getattr(page, items)
-                if not (token_ := page.next_page_token):
-                    return found
+            return await work(clients)
         except grpc.aio.AioRpcError as exc:
             _fail(exc)
         finally:
             await clients.close()
 
     return asyncio.run(run())
+
+
+def _every_page(ask, items: str) -> list:
+    """Every page of a list: `ask(clients, page_token)` is one call; `items` its repeated field."""
+    return _with_clients(lambda clients: every_page(lambda token_: ask(clients, token_), items))
+
+
+def _erasure_request_id(subject_id: str) -> str:
+    """The same for every erasure of one subject: run again, it answers as the first did."""
+    import hashlib
+
+    return "erase-" + hashlib.sha256(subject_id.encode()).hexdigest()[:24]
 
 
 @app.command()
@@ -298,17 +306,10 @@ def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or 
 
     request = capi.GetCaseRequest(demand_id=case_id) if demand else capi.GetCaseRequest(case_id=case_id)
 
-    async def run():
-        clients = Clients.connect()
-        try:
-            return (await clients.casework.GetCase(request,
-                                                   metadata=clients.metadata)).case
-        except grpc.aio.AioRpcError as exc:
-            _fail(exc)
-        finally:
-            await clients.close()
+    async def get(clients):
+        return (await clients.casework.GetCase(request, metadata=clients.metadata)).case
 
-    k = asyncio.run(run())
+    k = _with_clients(get)
     if output == "json":
         print(json.dumps(json_format.MessageToDict(k, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), ensure_ascii=False))
         return
@@ -329,22 +330,11 @@ def cases_show(case_id: str, output: Annotated[str, typer.Option(help="table or 
 @app.command("erase-resident")
 def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="why (recorded)")]) -> None:
     """Erase a resident's personal data everywhere (their key is destroyed); figures stay right."""
-    import hashlib
-
     from ganshou.intake.v1 import intake_service_pb2 as iapi
 
-    async def run():
-        clients = Clients.connect()
-        try:
-            return await clients.intake.EraseResident(iapi.EraseResidentRequest(
-                request_id="erase-" + hashlib.sha256(resident_id.encode()).hexdigest()[:24], resident_id=resident_id,
-                reason=reason), metadata=clients.metadata)
-        except grpc.aio.AioRpcError as exc:
-            _fail(exc)
-        finally:
-            await clients.close()
-
-    done = asyncio.run(run())
+    done = _with_clients(lambda clients: clients.intake.EraseResident(iapi.EraseResidentRequest(
+        request_id=_erasure_request_id(resident_id), resident_id=resident_id, reason=reason),
+        metadata=clients.metadata))
     console.print(f"resident {resident_id} erased"
                   + (", with their household's address and visit notes (its last resident)" if done.household_erased else "")
                   + (f", and the caller's phone of {done.calls_erased} hotline call(s)" if done.calls_erased else ""))
@@ -353,22 +343,11 @@ def erase_resident(resident_id: str, reason: Annotated[str, typer.Option(help="w
 @app.command("erase-volunteer")
 def erase_volunteer(volunteer_id: str, reason: Annotated[str, typer.Option(help="why (recorded)")]) -> None:
     """Erase a volunteer's personal data everywhere (their key is destroyed); their hours stay."""
-    import hashlib
-
     from ganshou.partner_resource.v1 import partner_resource_service_pb2 as papi
 
-    async def run():
-        clients = Clients.connect()
-        try:
-            await clients.partner.EraseVolunteer(papi.EraseVolunteerRequest(
-                request_id="erase-" + hashlib.sha256(volunteer_id.encode()).hexdigest()[:24],
-                volunteer_id=volunteer_id, reason=reason), metadata=clients.metadata)
-        except grpc.aio.AioRpcError as exc:
-            _fail(exc)
-        finally:
-            await clients.close()
-
-    asyncio.run(run())
+    _with_clients(lambda clients: clients.partner.EraseVolunteer(papi.EraseVolunteerRequest(
+        request_id=_erasure_request_id(volunteer_id), volunteer_id=volunteer_id, reason=reason),
+        metadata=clients.metadata))
     console.print(f"volunteer {volunteer_id} erased")
 
 
@@ -378,16 +357,7 @@ def report(period: Annotated[str, typer.Option(help="the period the report cover
     """The leaders' briefing as PDF and HTML, in Simplified Chinese."""
     from ganshou_cli.report import gather, render
 
-    async def run():
-        clients = Clients.connect()
-        try:
-            return await gather(clients, period)
-        except grpc.aio.AioRpcError as exc:
-            _fail(exc)
-        finally:
-            await clients.close()
-
-    missing = render(asyncio.run(run()), out, out.with_suffix(".html"))
+    missing = render(_with_clients(lambda clients: gather(clients, period)), out, out.with_suffix(".html"))
     console.print(f"wrote {out} and {out.with_suffix('.html')}")
     if missing:
         console.print(f"[yellow]missing glyphs[/yellow]: {missing[:3]}")

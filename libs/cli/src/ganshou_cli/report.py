@@ -24,6 +24,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from ganshou.casework.v1 import casework_service_pb2 as capi  # noqa: E402
 from ganshou.common.v1 import types_pb2 as t  # noqa: E402
 from ganshou.metrics.v1 import metrics_service_pb2 as mapi  # noqa: E402
+from ganshou_cli.clients import every_page  # noqa: E402
 
 FONT = "Noto Sans CJK SC"
 SEGMENT_ZH = {t.SEGMENT_LOCAL: "本地居民", t.SEGMENT_MIGRANT: "来沪人员", t.SEGMENT_WHITE_COLLAR: "普通白领",
@@ -68,13 +69,8 @@ async def gather(clients, period: str) -> ReportData:
                 for s in SEGMENT_ZH}
     overdue = []
     for c in town.communities:  # every page: a community's count of overdue cases is charted
-        token = ""
-        while True:
-            page = await clients.casework.ListCases(capi.ListCasesRequest(
-                community_id=c, overdue_only=True, page_size=200, page_token=token), metadata=md)
-            overdue += page.cases
-            if not (token := page.next_page_token):
-                break
+        overdue += await every_page(lambda token, c=c: clients.casework.ListCases(capi.ListCasesRequest(
+            community_id=c, overdue_only=True, page_size=200, page_token=token), metadata=md), "cases")
     return ReportData(period, town.as_of.ToDatetime(), town.figures, communities, segments, overdue)
 
 
