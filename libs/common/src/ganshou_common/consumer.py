@@ -62,11 +62,17 @@ def decode(value: bytes | None) -> envelope_pb2.EventEnvelope:
         raise PoisonMessage("undecodable", str(exc)) from None
     if not env.stream_id or env.stream_version < 1 or not env.event_type:
         raise PoisonMessage("incomplete_envelope", "stream_id, stream_version and event_type are required")
-    try:
-        descriptor_pool.Default().FindMessageTypeByName(env.event_type)
-    except KeyError:
-        raise PoisonMessage("unknown_event_type", env.event_type) from None
+    event_type = env.event_type
+    if event_type not in _KNOWN_TYPES:  # the pool's lookup, once per type: every event passes here
+        try:
+            descriptor_pool.Default().FindMessageTypeByName(event_type)
+        except KeyError:
+            raise PoisonMessage("unknown_event_type", event_type) from None
+        _KNOWN_TYPES.add(event_type)
     return env
+
+
+_KNOWN_TYPES: set[str] = set()  # only grows: a schema once loaded stays in the pool
 
 
 class IdempotentConsumer:

@@ -202,12 +202,13 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
         for topic in tables.topics():
             rows: dict[str, bytes] = {}
             where: dict[str, int] = {}
-            for f in folded:  # the shares' streams are disjoint
-                if not rows:  # taken as it is: a copy of half a million rows took ~0.7 s here
-                    rows, where = f.rows.get(topic, {}), f.where.get(topic, {})
-                else:
-                    rows.update(f.rows.get(topic, {}))
-                    where.update(f.where.get(topic, {}))
+            for parts in (f.rows.get(topic, {}) for f in folded):  # the shares' partitions are disjoint
+                for p, part in parts.items():
+                    if not rows:  # taken as it is: a copy of half a million rows took ~0.7 s here
+                        rows = part
+                    else:
+                        rows.update(part)
+                    where.update(dict.fromkeys(part, p))
             done.rows += len(rows)
             tables.preload(topic, rows, where, last_offsets)
         done.figures = figures
