@@ -15,7 +15,7 @@ async def test_a_partition_given_only_after_the_first_recovery_is_recovered_in_f
     projection = Projection("127.0.0.1:1", "preloaded", 3)
     table = next(iter(projection.table_of.values()))
     changelog = table.changelog_topic_name
-    preload(table, {"a": b"1", "b": b"2", "c": b"3"}, {"a": 0, "b": 1, "c": 2},
+    preload(table, {"a": b"1", "b": b"2", "c": b"3"}, {0: ["a"], 1: ["b"], 2: ["c"]},
             {TP(changelog, p): 10 + p for p in range(3)})
     store = table.data
 

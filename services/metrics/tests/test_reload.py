@@ -47,6 +47,6 @@ async def test_the_last_row_of_each_key_is_preloaded_and_recovery_goes_on_after_
     table = restarted.table_of[topics["intake"]]
     assert (done.records, done.rows, done.unreadable) == (6, 2, 1)
     assert table.data.data == {"resident-a": _row(2, True), "resident-c": _row(1)}
-    assert table.data._key_partition == {"resident-a": 0, "resident-c": 1}
+    assert [table.data.preloaded_keys(p) for p in range(PARTITIONS)] == [{"resident-a"}, {"resident-c"}, set()]
     assert [table.persisted_offset(TopicPartition(changelog, p)) for p in range(PARTITIONS)] == [1, 2, 0]
     assert all(not t.data.data for t in restarted.tables.values() if t is not table)

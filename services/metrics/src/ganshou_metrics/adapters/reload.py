@@ -48,8 +48,7 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
     try:
         tps = [TopicPartition(c, p) for c in source_of for p in range(partitions)]
         ends = await consumer.end_offsets(tps)
-        rows: dict[str, dict[str, bytes]] = {c: {} for c in source_of}
-        where: dict[str, dict[str, int]] = {c: {} for c in source_of}
+        rows: dict[TopicPartition, dict[str, bytes]] = {}  # changelog partition → key → row
         todo = {tp for tp, end in ends.items() if end > 0}
         if todo:
             consumer.assign(list(todo))
@@ -57,7 +56,7 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
         while todo:
             batches = await consumer.getmany(*todo, timeout_ms=500, max_records=10_000)
             for tp, records in batches.items():
-                table, places, end = rows[tp.topic], where[tp.topic], ends[tp]
+                table, end = rows.setdefault(tp, {}), ends[tp]
                 for record in records:
                     if record.offset >= end:
                         break
@@ -69,10 +68,8 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
                         continue
                     if record.value is None:  # a tombstone
                         table.pop(key, None)
-                        places.pop(key, None)
                     else:
                         table[key] = record.value
-                        places[key] = tp.partition
             for tp in list(todo):
                 if await consumer.position(tp) >= ends[tp]:
                     todo.discard(tp)
@@ -82,9 +79,8 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
     # The offset of the last record before each end: recovery goes on after it.
     last = {tp: end - 1 for tp, end in ends.items() if end > 0}
     for changelog, topic in source_of.items():
-        done.rows += len(rows[changelog])
-        tables.preload(topic, rows[changelog], where[changelog],
-                       {tp: offset for tp, offset in last.items() if tp.topic == changelog})
+        done.rows += tables.preload(topic, ((tp.partition, part) for tp, part in rows.items() if tp.topic == changelog),
+                                    {tp: offset for tp, offset in last.items() if tp.topic == changelog})
     done.seconds = time.monotonic() - started
     log.info("changelogs_reloaded", records=done.records, rows=done.rows, unreadable=done.unreadable,
              seconds=round(done.seconds, 1), records_per_s=round(done.records / max(done.seconds, 1e-6)))
