@@ -137,7 +137,9 @@ async def _lock(bootstrap: str, group_id: str) -> AIOKafkaConsumer:
                               **client_kwargs())
     await holder.start()
     while TopicPartition(name, 0) not in holder.assignment():
-        await holder.getmany(timeout_ms=500)  # drives the group's rebalances
+        # Drives the group's rebalances. Briefly: the topic holds no record, so each call
+        # waits out its whole timeout (500 ms cost the pass ~0.3 s after the assignment).
+        await holder.getmany(timeout_ms=20)
     return holder
 
 
@@ -171,8 +173,10 @@ async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: in
 async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int,
                     spawned: Sequence[ShareProcess]) -> Pass | None:
     tps = [TopicPartition(t, p) for t in tables.topics() for p in range(partitions)]
+    # A short retry backoff: the end offsets are asked before any metadata of the topics is
+    # known, and aiokafka learns a topic a retry at a time (3 × 100 ms by default).
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-                                auto_offset_reset="earliest", **client_kwargs())
+                                auto_offset_reset="earliest", retry_backoff_ms=10, **client_kwargs())
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await consumer.start()
     await admin.start()
