@@ -16,8 +16,8 @@ import asyncio
 import ctypes
 import gc
 import multiprocessing
-import os
 import marshal
+import os
 import pickle
 import signal
 import sys

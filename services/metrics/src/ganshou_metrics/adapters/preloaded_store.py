@@ -7,9 +7,10 @@ recovery would read them through its per-message consumer (~3,500–4,000 rows/s
 four minutes for a million). Preloaded, the store holds the rows, the keys of each changelog
 partition (as lists: faust's own map of key → partition took ~0.5 s a million to build, and
 is only read when a partition goes), and, per changelog partition, the offset of the last
-row written there, so recovery reads only what follows it. Once: a partition assigned again later (after a rebalance, when faust has dropped its
-rows), or first assigned after the first recovery (a second worker of the generation held
-it until it left), is recovered from its changelog as usual.
+row written there, so recovery reads only what follows it. Once: a partition assigned again
+later (after a rebalance, when faust has dropped its rows), or first assigned after the
+first recovery (a second worker of the generation held it until it left), is recovered from
+its changelog as usual.
 
 A store is `intact` while it holds the preloaded rows unchanged by faust (no changelog
 record read back, no row of an unassigned partition dropped): the pass's figures are then
