@@ -7,8 +7,9 @@ over gRPC and the figures on /metrics, in one process.
                                           METRICS_CATCH_UP_PROCESSES: its processes at most, default 2,
                                           one a usable core)
 
-A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py);
-a started one reads its rows back from its changelogs outside faust (adapters/reload.py).
+A new generation (a rebuild) first reads the topics outside faust (adapters/catch_up.py),
+its share processes folding while this one imports faust; a started one reads its rows back
+from its changelogs outside faust (adapters/reload.py).
 """
 
 from __future__ import annotations
@@ -21,26 +22,72 @@ from ganshou_common import logs
 
 
 def worker() -> None:
-    catching_up = os.environ.get("METRICS_CATCH_UP", "1") != "0"  # 0: the first pass and the reload to faust
-    spawned = []
-    if catching_up:
-        from ganshou_common.config import env_int, usable_cpus
-        from ganshou_metrics.adapters.first_pass import ShareProcess
+    from ganshou_common.config import env, env_int
 
-        # The first pass runs in shares, a process a usable core, at most
-        # METRICS_CATCH_UP_PROCESSES: each holds its share of the rows besides an interpreter
-        # (~60 MB) until the pass ends. The other shares' processes start now, their start
-        # overlapping this one's imports; they exit at once when there is no pass to make.
-        processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
-        spawned = ShareProcess.start(processes - 1, "metrics-worker", os.environ.get("LOG_LEVEL", "INFO"))
+    bootstrap, generation = env("KAFKA_BOOTSTRAP"), os.environ.get("METRICS_GENERATION", "1")
+    partitions = env_int("METRICS_PARTITIONS", 6)
+    topics = {s: os.environ[f"METRICS_TOPIC_{s.upper().replace('-', '_')}"]
+              for s in ("intake", "casework", "partner-resource")
+              if os.environ.get(f"METRICS_TOPIC_{s.upper().replace('-', '_')}")} or None
+    if os.environ.get("METRICS_CATCH_UP", "1") == "0":  # the first pass and the reload left to faust
+        projection, start = _make_worker(bootstrap, generation, partitions, topics)
+        asyncio.run(projection.ensure_changelogs(bootstrap))
+        start()
+        return
 
+    from ganshou_common.config import usable_cpus
+    from ganshou_common.schemas import load_all_schemas
+    from ganshou_metrics.adapters import names
+    from ganshou_metrics.adapters.catch_up import catch_up
+    from ganshou_metrics.adapters.changelog_topics import ensure_changelogs
+    from ganshou_metrics.adapters.first_pass import ShareProcess
+
+    # A new generation's first pass runs in shares, a process a usable core, at most
+    # METRICS_CATCH_UP_PROCESSES: each holds its share of the rows until the pass ends. The
+    # other shares' processes are forked now, before faust's imports and any thread (they exit
+    # at once when there is no pass to make), and the pass comes before faust's imports: the
+    # other shares fold while this process imports (~1 s of one core).
+    load_all_schemas()
+    processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
+    spawned = ShareProcess.start(processes - 1, "metrics-worker", os.environ.get("LOG_LEVEL", "INFO"))
+    changelogs = names.changelogs(generation, topics)
+
+    async def first_pass():
+        existing = await ensure_changelogs(bootstrap, changelogs.values(), partitions)
+        return existing, await catch_up(bootstrap, names.app_id(generation), changelogs, partitions, spawned,
+                                        meanwhile=_import_worker)
+
+    existing, done = asyncio.run(first_pass())
+    # Made once the pass's loop is gone: faust's app and the gRPC server belong to faust's loop.
+    projection, start = _make_worker(bootstrap, generation, partitions, topics)
+    projection.knows(existing)
+    if done is not None:
+        projection.passed(done)
+    else:  # a started generation: its rows read back from its changelogs, outside faust
+        asyncio.run(projection.reload(bootstrap))
+    start()
+
+
+def _import_worker() -> None:
+    """What faust's worker needs imported (~1 s of one core), while the pass's shares fold."""
+    import faust  # noqa: F401
+    import grpc  # noqa: F401
+
+    import ganshou_common.grpc_scaffold.server  # noqa: F401
+    import ganshou_metrics.adapters.faust_app  # noqa: F401
+    import ganshou_metrics.api.servicer  # noqa: F401
+
+
+def _make_worker(bootstrap: str, generation: str, partitions: int, topics: dict[str, str] | None):
+    """The projection (faust's app), its gRPC server and /metrics; and how to start faust's
+    worker with them."""
     import faust
     import uvloop
     from mode import Service
     from prometheus_client import REGISTRY
 
     from ganshou.metrics.v1 import metrics_service_pb2_grpc as rpc
-    from ganshou_common.config import env, env_int
+    from ganshou_common.config import env_int
     from ganshou_common.grpc_scaffold.server import GrpcServer
     from ganshou_common.grpc_scaffold.settings import server_settings_from_env
     from ganshou_common.grpc_scaffold.tokens import verifier_from_env
@@ -49,11 +96,7 @@ def worker() -> None:
     from ganshou_metrics.adapters.prometheus import FiguresCollector
     from ganshou_metrics.api.servicer import SERVICE, MetricsServicer
 
-    topics = {s: os.environ[f"METRICS_TOPIC_{s.upper().replace('-', '_')}"]
-              for s in ("intake", "casework", "partner-resource")
-              if os.environ.get(f"METRICS_TOPIC_{s.upper().replace('-', '_')}")}
-    projection = Projection(env("KAFKA_BOOTSTRAP"), os.environ.get("METRICS_GENERATION", "1"),
-                            env_int("METRICS_PARTITIONS", 6), topics or None)
+    projection = Projection(bootstrap, generation, partitions, topics)
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
     servicer = MetricsServicer(projection)
     server.add(servicer, rpc.add_MetricsServiceServicer_to_server, SERVICE)
@@ -71,14 +114,15 @@ def worker() -> None:
             await server.stop()
 
     projection.app.service(Api)
-    asyncio.run(projection.ensure_changelogs(env("KAFKA_BOOTSTRAP")))
-    if catching_up:  # a new generation's first pass, or a started one's rows read back, outside faust
-        asyncio.run(projection.catch_up(env("KAFKA_BOOTSTRAP"), spawned))
-    # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
-    # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
-                 override_logging=False).execute_from_commandline()
+
+    def start() -> None:
+        # uvloop for faust's loops too (its worker's and its consumer thread's), as every other
+        # process: the loop's own bookkeeping is a large part of each event (docs/benchmarks.md).
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        faust.Worker(projection.app, loglevel=os.environ.get("LOG_LEVEL", "INFO").lower(), quiet=True,
+                     override_logging=False).execute_from_commandline()
+
+    return projection, start
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,8 @@ carries no group generation, which the broker refuses while faust's group has me
 Shares. The fold is split by partition number (partition p of every topic to share p mod
 n; a stream's events, rows and changelog partition stay together) over n processes, one a
 core (first_pass.py); each writes its own rows and returns them with their figures, which
-this process merges. A share that fails fails the pass: nothing is committed. A share's
+this process merges. The pass knows its topics by name (names.py) and needs no faust: the
+worker runs it before faust's imports, and imports while the other shares fold. A share that fails fails the pass: nothing is committed. A share's
 process dies with the worker, so no older rows land after a later pass's.
 """
 
@@ -34,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,9 +48,10 @@ from aiokafka.structs import OffsetAndMetadata
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_metrics.adapters.first_pass import Share, ShareProcess, fold
-from ganshou_metrics.adapters.preloaded_store import preload
-from ganshou_metrics.adapters.row_codec import encode_key
 from ganshou_metrics.domain.projection import Figures
+
+if TYPE_CHECKING:  # faust's side: the pass itself runs before faust is imported
+    from ganshou_metrics.adapters.tables import Tables
 
 log = logs.get("ganshou.metrics.catch_up")
 
@@ -62,51 +65,18 @@ class Pass:
     seconds: float = 0.0
     stopped_at: dict[str, int] = field(default_factory=dict)  # "topic[p]" → the refused event's offset
     figures: Figures | None = None  # of the rows it folded
+    # What the tables are to hold (Tables.preload): per source topic, its rows by changelog
+    # partition, and per changelog partition the offset of its last row.
+    parts: dict[str, list[tuple[int, dict[str, bytes]]]] = field(default_factory=dict, repr=False)
+    last_offsets: dict[TopicPartition, int] = field(default_factory=dict, repr=False)
+    changelogs: dict[str, str] = field(default_factory=dict)  # source topic → the changelog it wrote
 
-
-class Tables:
-    """Per source topic: its table's changelog topic and how a row's key and value are
-    serialised there (faust's own codecs, so faust's recovery reads them back)."""
-
-    def __init__(self, tables: Mapping[str, object]):
-        self._tables = dict(tables)  # source topic → faust.Table
-
-    def topics(self) -> list[str]:
-        return list(self._tables)
-
-    def changelog(self, topic: str) -> str:
-        return self._tables[topic].changelog_topic_name
-
-    def preload(self, topic: str, parts: Iterable[tuple[int, dict[str, bytes]]],
-                last_offsets: dict[TopicPartition, int]) -> int:
-        """Hand the rows, given by changelog partition, to the table's store
-        (preloaded_store.py): faust need not read them back. How many rows it holds."""
-        rows: dict[str, bytes] = {}
-        keys: dict[int, list[str]] = {}
-        for p, part in parts:  # each key in one partition
-            if not rows:  # taken as it is: a copy of half a million rows took ~0.7 s here
-                rows = part
-            else:
-                rows.update(part)
-            keys.setdefault(p, []).extend(part)
-        preload(self._tables[topic], rows, keys, last_offsets)
-        return len(rows)
-
-    def plain(self, topic: str) -> bool:
-        """Keys in faust's json codec, rows as their bytes: how the worker declares its tables."""
-        table = self._tables[topic]
-        return table.key_serializer == "json" and table.value_serializer == "raw"
-
-    def serialise(self, topic: str, key: str, row: bytes) -> tuple[bytes, bytes]:
-        """The changelog message's key and value, as faust writes them."""
-        table = self._tables[topic]
-        if self.plain(topic):
-            # faust's json codec's form, without its per-call machinery (13 µs a row
-            # through prepare_key); the row is its bytes already.
-            return encode_key(key), row
-        k, _ = table.changelog_topic.prepare_key(key, table.key_serializer)
-        v, _ = table.changelog_topic.prepare_value(row, table.value_serializer)
-        return k, v
+    def preload(self, tables: "Tables") -> None:
+        """The rows handed to the tables' stores (preloaded_store.py): faust need not read them back."""
+        _same_tables(tables, self.changelogs)
+        for topic, parts in self.parts.items():
+            tables.preload(topic, parts, self.last_offsets)
+        self.parts = {}
 
 
 async def _started(admin: AIOKafkaAdminClient, group_id: str, tps: list[TopicPartition]) -> bool:
@@ -147,32 +117,41 @@ def _holds(holder: AIOKafkaConsumer) -> bool:
     return bool(holder.assignment())
 
 
-def _shares(bootstrap: str, ends: dict[TopicPartition, int], tables: Tables, processes: int) -> list[Share]:
+def _shares(bootstrap: str, ends: dict[TopicPartition, int], changelogs: Mapping[str, str],
+            processes: int) -> list[Share]:
     """Partition p of every topic to share p mod n: a stream's rows stay in one share."""
-    if not all(tables.plain(t) for t in tables.topics()):
-        raise ValueError("the first pass writes keys as faust's json codec and rows as their bytes")
     holding = {tp: end for tp, end in ends.items() if end > 0}  # empty partitions need no share
     n = min(processes, len({tp.partition for tp in holding}))
-    changelogs = {t: tables.changelog(t) for t in tables.topics()}
-    return [Share(bootstrap, {tp: end for tp, end in holding.items() if tp.partition % n == i}, changelogs)
+    return [Share(bootstrap, {tp: end for tp, end in holding.items() if tp.partition % n == i}, dict(changelogs))
             for i in range(n)]
 
 
-async def catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int,
-                   spawned: Sequence[ShareProcess] = ()) -> Pass | None:
-    """Pass over the source topics when this generation has not started yet; None when it
-    has (faust goes on from its committed offsets). The pass's first share is folded here,
-    the others in the `spawned` processes (first_pass.py), each dismissed once done."""
+def _same_tables(tables: Tables, changelogs: Mapping[str, str]) -> None:
+    """The tables faust declares are those the pass wrote (names.py), in the form it wrote."""
+    if not set(changelogs) <= set(tables.topics()) or any(tables.changelog(t) != c for t, c in changelogs.items()):
+        raise ValueError(f"the first pass wrote to {dict(changelogs)}, not to the tables' changelogs")
+    if not all(tables.plain(t) for t in tables.topics()):
+        raise ValueError("the first pass writes keys as faust's json codec and rows as their bytes")
+
+
+async def catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str], partitions: int,
+                   spawned: Sequence[ShareProcess] = (), meanwhile: Callable[[], None] = lambda: None) -> Pass | None:
+    """Pass over the source topics (`changelogs`: source topic → its table's changelog, which
+    must exist) when this generation has not started yet, its rows for the tables
+    (`Pass.preload`); None when it has (faust goes on from its committed offsets). The pass's
+    first share is folded here, the others in the `spawned` processes (first_pass.py), each
+    dismissed once done. `meanwhile` is called once, blocking: once the other shares are
+    handed out (the worker imports faust while they fold), or when there is no pass."""
     try:
-        return await _catch_up(bootstrap, group_id, tables, partitions, spawned)
+        return await _catch_up(bootstrap, group_id, changelogs, partitions, spawned, meanwhile)
     finally:
         for process in spawned:
             process.dismiss()
 
 
-async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: int,
-                    spawned: Sequence[ShareProcess]) -> Pass | None:
-    tps = [TopicPartition(t, p) for t in tables.topics() for p in range(partitions)]
+async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str], partitions: int,
+                    spawned: Sequence[ShareProcess], meanwhile: Callable[[], None]) -> Pass | None:
+    tps = [TopicPartition(t, p) for t in changelogs for p in range(partitions)]
     # A short retry backoff: the end offsets are asked before any metadata of the topics is
     # known, and aiokafka learns a topic a retry at a time (3 × 100 ms by default).
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
@@ -183,22 +162,28 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
     holder = None
     try:
         if await _started(admin, group_id, tps):
+            meanwhile()
             return None
         holder = await _lock(bootstrap, group_id)
         if await _started(admin, group_id, tps):
+            meanwhile()
             return None  # another worker passed while this one waited for the lock
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
-        shares = _shares(bootstrap, ends, tables, 1 + len(spawned))
+        shares = _shares(bootstrap, ends, changelogs, 1 + len(spawned))
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()), processes=len(shares))
         # The pass only adds objects, none in cycles; the collector's full passes over a
         # growing million rows doubled its time. Off for the pass; after it, the rows are
         # frozen (never scanned again: faust's worker then collects only what is new).
         gc.disable()
         try:
-            # The first share here (its rows need no copy back), the others in processes.
+            # The other shares to their processes, which fold while this one imports faust
+            # (~1 s of one core); then the first share here (its rows need no copy back).
+            for process, share in zip(spawned, shares[1:]):
+                process.give(share)
+            meanwhile()
             folded = await asyncio.gather(*(fold(s) for s in shares[:1]),
-                                          *(p.fold(s) for p, s in zip(spawned, shares[1:])))
+                                          *(p.folded() for p, _ in zip(spawned, shares[1:])))
         finally:
             gc.freeze()
             gc.enable()
@@ -213,9 +198,10 @@ async def _catch_up(bootstrap: str, group_id: str, tables: Tables, partitions: i
             figures.absorb(f.figures)
         consumer.assign(tps)  # aiokafka commits only assigned partitions
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in stop.items()})
-        for topic in tables.topics():  # the shares' partitions are disjoint
-            done.rows += tables.preload(topic, (p for f in folded for p in f.rows.get(topic, {}).items()),
-                                        last_offsets)
+        for topic in changelogs:  # the shares' partitions are disjoint: a key in one of them
+            done.parts[topic] = [p for f in folded for p in f.rows.get(topic, {}).items()]
+            done.rows += sum(len(rows) for _, rows in done.parts[topic])
+        done.last_offsets, done.changelogs = last_offsets, dict(changelogs)
         done.figures = figures
         done.seconds = time.monotonic() - started
         log.info("catch_up_done", group=group_id, events=done.events, rows=done.rows,

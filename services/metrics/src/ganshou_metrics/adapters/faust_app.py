@@ -29,12 +29,14 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from ganshou_common import logs
-from ganshou_common.kafka_config import client_kwargs, faust_credentials
+from ganshou_common.kafka_config import faust_credentials
 from ganshou_common.schemas import load_all_schemas
 from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
-from ganshou_common.topics import SERVICES, dead_letter_topic, events_topic
-from ganshou_metrics.adapters.catch_up import Pass, Tables, catch_up
+from ganshou_common.topics import dead_letter_topic
+from ganshou_metrics.adapters import names
+from ganshou_metrics.adapters.catch_up import Pass, catch_up
+from ganshou_metrics.adapters.changelog_topics import ensure_changelogs
 from ganshou_metrics.adapters.changelog_writer import send_row
 from ganshou_metrics.adapters.first_pass import ShareProcess
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
@@ -44,6 +46,7 @@ from ganshou_metrics.adapters.prompt_fetch import App
 from ganshou_metrics.adapters.processed_offsets import ProcessedOffsets, commit_only_processed
 from ganshou_metrics.adapters.reload import Reloaded, reload
 from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_row
+from ganshou_metrics.adapters.tables import Tables
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics")
@@ -62,8 +65,9 @@ class Projection:
         self.figures = Figures()
         self.partitions = partitions
         self.changed = asyncio.Event()
+        self.generation, self.topic_overrides = generation, dict(topics or {})
         self.app = App(  # faust's, fetching promptly (prompt_fetch.py)
-            f"ganshou-metrics-g{generation}", broker=f"kafka://{broker}", store="memory://",
+            names.app_id(generation), broker=f"kafka://{broker}", store="memory://",
             topic_partitions=partitions, web_enabled=False,
             # faust keeps a data directory; never in the working directory (a checkout, or a
             # read-only container root).
@@ -91,13 +95,12 @@ class Projection:
         self.consumer_name = f"metrics-g{generation}"
         self.dead_letters = self.app.topic(dead_letter_topic("metrics"), key_type=bytes, value_type=bytes,
                                            value_serializer="raw", key_serializer="raw")
-        for service in SERVICES:
-            name = (topics or {}).get(service, events_topic(service))
+        for service, name in names.source_topics(topics).items():
             self.source_topics.add(name)
             topic = self.app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw",
                                    key_serializer="raw", partitions=partitions)
             # faust's memory store, which a first pass can fill (a URL of a scheme alone is falsy to faust).
-            table = self.app.Table(f"streams-{service}", default=None, partitions=partitions, key_type=str,
+            table = self.app.Table(names.table_name(service), default=None, partitions=partitions, key_type=str,
                                    value_type=bytes, on_recover=self._recompute, store=f"{PRELOADED}://rows")
             self.tables[service] = table
             self.table_of[name] = table
@@ -226,39 +229,37 @@ class Projection:
         # Sent now (force), not attached to the offset's commit: the offset waits for it.
         return await self.dead_letters.send(key=msg.key, value=msg.value or b"", headers=headers, force=True)
 
+    def changelogs(self) -> dict[str, str]:
+        """Source topic → its table's changelog (as names.py derives it, without faust)."""
+        return names.changelogs(self.generation, self.topic_overrides)
+
     async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = ()) -> Pass | Reloaded:
         """A new generation's first pass outside faust (catch_up.py; its other shares in the
-        `spawned` processes), its rows preloaded and its figures kept for when faust's
-        recovery leaves the rows as they are; a started generation's rows read back from its
-        changelogs (reload.py)."""
-        done = await catch_up(bootstrap, self.app.conf.id, self._rows, self.partitions, spawned)
-        if done is None:
-            return await reload(bootstrap, self._rows, self.partitions)
+        `spawned` processes), or a started generation's rows read back from its changelogs
+        (reload.py). The worker's start (`__main__.py`) runs the pass before it makes this
+        projection, faust's imports in the middle of it."""
+        done = await catch_up(bootstrap, self.app.conf.id, self.changelogs(), self.partitions, spawned)
+        return self.passed(done) if done is not None else await self.reload(bootstrap)
+
+    def passed(self, done: Pass) -> Pass:
+        """A first pass's rows into the tables, its figures kept for when faust's first
+        recovery leaves the rows as they are."""
+        done.preload(self._rows)
         PROJECTED.labels("catch-up", "applied").inc(done.events)
         self._pass_figures = done.figures
         return done
 
-    async def ensure_changelogs(self, bootstrap: str) -> None:
-        """Create the tables' changelog topics (compacted, as many partitions as the source
-        topics) before the worker starts: left to faust, a changelog created at first use
-        can show 0 partitions in the consumer's metadata and crash its agent in a loop."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
+    async def reload(self, bootstrap: str) -> Reloaded:
+        return await reload(bootstrap, self._rows, self.partitions)
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [t.changelog_topic_name for t in self.tables.values() if t.changelog_topic_name not in existing]
-            if missing:
-                try:
-                    await admin.create_topics([NewTopic(n, self.partitions, 1, topic_configs={"cleanup.policy": "compact"})
-                                               for n in missing])
-                except TopicAlreadyExistsError:
-                    pass
-            self.app.existing_topics = frozenset(existing | set(missing))  # faust need not declare them
-        finally:
-            await admin.close()
+    async def ensure_changelogs(self, bootstrap: str) -> None:
+        """The tables' changelog topics created (changelog_topics.py) and known to faust, which
+        need not declare them."""
+        self.knows(await ensure_changelogs(bootstrap, self.changelogs().values(), self.partitions))
+
+    def knows(self, topics: set[str]) -> None:
+        """Topics the broker has: faust need not declare them."""
+        self.app.existing_topics = frozenset(topics)
 
     async def _recompute(self, *args, **kwargs) -> None:
         # faust calls this after each table's recovery, the tables side by side; a pass over a

@@ -6,8 +6,8 @@ figures of those rows.
 catch_up.py runs a share per core: one in the worker, each other in a process of its own
 (ShareProcess): the fold is Python, one core's worth a process (measured 2026-11-30, a
 million events: one process read and folded them in 14.8 s, two processes of half the
-partitions each in 9.7 s). This module imports only what a share needs, so a spawned
-process starts in ~1.4 s, and it is started before the worker's own ~3 s of imports.
+partitions each in 9.7 s). This module imports only what a share needs, and the processes
+are forked before the worker imports faust: they fold while it does.
 """
 
 from __future__ import annotations
@@ -208,14 +208,17 @@ def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
 
 
 class ShareProcess:
-    """A spawned process that folds one share. Started before the worker's own imports, so
-    its interpreter's start (~1.4 s) overlaps the worker's; then given a share, or told to
-    exit when the pass has none for it."""
+    """A process that folds one share. Forked before the worker's imports of faust and before
+    any thread, so it starts with what a share needs already imported (spawned, its
+    interpreter's start took ~1 s of a core); then given a share, or told to exit when the
+    pass has none for it."""
 
     def __init__(self, service: str, level: str):
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("fork")
         shares, self._shares = ctx.Pipe(duplex=False)
         self._results, results = ctx.Pipe(duplex=False)
+        sys.stdout.flush()  # a forked child must not write the parent's buffered lines again
+        sys.stderr.flush()
         self._process = ctx.Process(target=_serve, args=(shares, results, os.getpid(), service, level),
                                     daemon=True, name="ganshou-first-pass")
         self._process.start()
@@ -226,11 +229,17 @@ class ShareProcess:
     def start(cls, n: int, service: str, level: str) -> list["ShareProcess"]:
         return [cls(service, level) for _ in range(max(0, n))]
 
-    async def fold(self, share: Share) -> Folded:
-        """`fold(share)` in this process; its failure (or death) fails the pass."""
-        loop = asyncio.get_running_loop()
+    def give(self, share: Share) -> None:
+        """The process starts folding `share` (see `folded`)."""
         try:
             self._shares.send(share)
+        except BrokenPipeError:
+            pass  # it died: `folded` says so
+
+    async def folded(self) -> Folded:
+        """What the process folded; its failure (or death) fails the pass."""
+        loop = asyncio.get_running_loop()
+        try:
             data = await loop.run_in_executor(None, self._results.recv_bytes)
             status, result = pickle.loads(data)
             if status != "ok":
@@ -240,6 +249,11 @@ class ShareProcess:
             await loop.run_in_executor(None, self._process.join)
             raise RuntimeError(f"a first-pass process died (exit code {self._process.exitcode})") from None
         return result
+
+    async def fold(self, share: Share) -> Folded:
+        """`fold(share)` in this process."""
+        self.give(share)
+        return await self.folded()
 
     def dismiss(self) -> None:
         """Told to exit if it has not folded (idempotent); reaped."""

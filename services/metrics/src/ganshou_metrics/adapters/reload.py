@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs
-from ganshou_metrics.adapters.catch_up import Tables
+from ganshou_metrics.adapters.tables import Tables
 
 log = logs.get("ganshou.metrics.reload")
 
