@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from ganshou_common import logs
@@ -79,11 +79,21 @@ class Pass:
         self.parts = {}
 
 
-async def _started(admin: AIOKafkaAdminClient, group_id: str, tps: list[TopicPartition]) -> bool:
+async def _started(admin: AIOKafkaAdminClient, group_id: str, tps: list[TopicPartition],
+                   patience_s: float = 60.0) -> bool:
     """Whether any source partition has an offset committed by the group: one request (the
-    consumer's `committed` asks a partition at a time, 0.2–0.5 s for 18 of them here)."""
-    offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
-    return any(o.offset >= 0 for o in offsets.values())
+    consumer's `committed` asks a partition at a time, 0.2–0.5 s for 18 of them here). Asked
+    again while the broker has no coordinator for the group yet (a broker just started)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+            return any(o.offset >= 0 for o in offsets.values())
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            log.info("catch_up_waits_for_coordinator", group=group_id, error=repr(exc))
+            await asyncio.sleep(0.2)
 
 
 async def _lock(bootstrap: str, group_id: str) -> AIOKafkaConsumer:
