@@ -26,7 +26,8 @@ Shares. The fold is split by partition number (partition p of every topic to sha
 n; a stream's events, rows and changelog partition stay together) over n processes, one a
 core (first_pass.py); each writes its own rows and returns them with their figures, which
 this process merges. The pass knows its topics by name (names.py) and needs no faust: the
-worker runs it before faust's imports, and imports while the other shares fold. A share that fails fails the pass: nothing is committed. A share's
+worker runs it before faust's imports, and imports while the other shares fold (the pass's
+`seconds` include them). A share that fails fails the pass: nothing is committed. A share's
 process dies with the worker, so no older rows land after a later pass's.
 """
 
@@ -36,8 +37,8 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
