@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Iterable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -55,16 +56,19 @@ async def wait_for_broker(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClie
 
 
 async def ensure_topics(
-    admin: AIOKafkaAdminClient, names: list[str], partitions: int
+    admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int,
+    configs: Mapping[str, str] = UNLIMITED, existing: set[str] | None = None,
 ) -> list[str]:
-    """Create the topics that are missing; returns the names created."""
-    existing = set(await admin.list_topics())
+    """Create the topics that are missing (with `configs`); returns the names created.
+    `existing`: the broker's topics when the caller has just listed them."""
+    if existing is None:
+        existing = set(await admin.list_topics())
     missing = [n for n in names if n not in existing]
     if missing:
         try:
             await admin.create_topics(
                 [
-                    NewTopic(n, num_partitions=partitions, replication_factor=1, topic_configs=UNLIMITED)
+                    NewTopic(n, num_partitions=partitions, replication_factor=1, topic_configs=dict(configs))
                     for n in missing
                 ]
             )

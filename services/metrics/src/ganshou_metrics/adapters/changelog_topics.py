@@ -5,27 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ganshou_common.kafka_config import client_kwargs
+from ganshou_common.topics import ensure_topics
+
+COMPACTED = {"cleanup.policy": "compact"}  # a table's changelog keeps each row's last value
 
 
 async def ensure_changelogs(bootstrap: str, changelogs: Iterable[str], partitions: int) -> set[str]:
-    """Create the changelogs missing (compacted, as many partitions as the source topics):
-    left to faust, a changelog created at first use can show 0 partitions in the consumer's
-    metadata and crash its agent in a loop. Every topic the broker then has."""
+    """Create the changelogs missing (as many partitions as the source topics): left to
+    faust, a changelog created at first use can show 0 partitions in the consumer's metadata
+    and crash its agent in a loop. Every topic the broker then has."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in changelogs if name not in existing]
-        if missing:
-            try:
-                await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"cleanup.policy": "compact"})
-                                           for name in missing])
-            except TopicAlreadyExistsError:
-                pass
-        return existing | set(missing)
+        return existing | set(await ensure_topics(admin, changelogs, partitions, COMPACTED, existing))
     finally:
         await admin.close()
