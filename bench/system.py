@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,22 @@ async def wait_projected(system: System, name: str, expected: int, timeout: floa
             await asyncio.sleep(0.05)  # a rebuild's end seen within 50 ms: it is timed by this
 
 
+async def wait_listening(system: System, name: str, timeout: float) -> None:
+    """Until the worker's gRPC port takes connections: a rebuild opens it once it has passed,
+    so its end is seen within 20 ms (the raw consumer times its own end), by a connect
+    attempt that costs the cores next to nothing (a gRPC health check each time would)."""
+    proc = system.procs[name]
+    async with asyncio.timeout(timeout):
+        while True:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited: see {system.logs / (name + '.log')}")
+            try:
+                socket.create_connection(("127.0.0.1", proc.grpc_port), timeout=0.05).close()
+                return
+            except OSError:
+                await asyncio.sleep(0.02)
+
+
 async def wait_settled(system: System, timeout: float) -> None:
     """Until the pipeline is quiet: the metrics worker has projected every stored event and
     no new one was stored meanwhile. After the paused stage, casework still opens a case for
@@ -227,6 +244,7 @@ async def new_generation(system: System, name: str, env: dict[str, str], expecte
     system.add_proc(name, "ganshou_metrics", "worker", env, True)
     started = time.perf_counter()
     system.spawn(name)
+    await wait_listening(system, name, timeout)
     await system.wait_ready(name, timeout)
     await wait_projected(system, name, expected, timeout)
     out = {"seconds_from_spawn": time.perf_counter() - started}

@@ -60,9 +60,9 @@ def decode(value: bytes | None) -> envelope_pb2.EventEnvelope:
         env = envelope_pb2.EventEnvelope.FromString(value or b"")
     except DecodeError as exc:
         raise PoisonMessage("undecodable", str(exc)) from None
-    if not env.stream_id or env.stream_version < 1 or not env.event_type:
+    event_type = env.event_type  # read once: each read of a field makes a new str (~70 ns)
+    if not env.stream_id or env.stream_version < 1 or not event_type:
         raise PoisonMessage("incomplete_envelope", "stream_id, stream_version and event_type are required")
-    event_type = env.event_type
     if event_type not in _KNOWN_TYPES:  # the pool's lookup, once per type: every event passes here
         try:
             descriptor_pool.Default().FindMessageTypeByName(event_type)

@@ -3,10 +3,11 @@
 faust's per-message path costs ~720 µs of CPU an event here (its fetcher, conductor and
 stream, and one changelog message per row written), so a rebuild through it projects under
 2,000 events/s. A new generation (no committed offset in any source partition) instead
-reads every partition up to its end as it is at start with a plain consumer, folds the
-events into rows with the same `apply` (the same rows faust would hold), writes each row
-once to its table's changelog partition (the partition of the events it came from, as
-faust's co-partitioned tables do), and only then commits each source partition's offset
+reads every partition up to its end as it is at start (bounded_fetch.py: aiokafka's
+fetches without its consumer's per-record objects), folds the events into rows with the
+same `apply` (the same rows faust would hold), writes each row once to its table's
+changelog partition (the partition of the events it came from, as faust's co-partitioned
+tables do), and only then commits each source partition's offset
 for faust's group. The rows are handed to faust's tables with the changelog offsets they
 include (preloaded_store.py), so faust's recovery reads nothing back, and it goes on from
 the committed offsets as after any restart.
@@ -115,7 +116,7 @@ async def _lock(bootstrap: str, group_id: str) -> AIOKafkaConsumer:
     holder = AIOKafkaConsumer(name, bootstrap_servers=bootstrap, group_id=name, enable_auto_commit=False,
                               session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
                               max_poll_interval_ms=3_600_000, partition_assignment_strategy=(sticky,),
-                              **client_kwargs())
+                              retry_backoff_ms=10, **client_kwargs())  # the topic just created: learnt sooner
     await holder.start()
     while TopicPartition(name, 0) not in holder.assignment():
         # Drives the group's rebalances. Briefly: the topic holds no record, so each call

@@ -26,13 +26,14 @@ import traceback
 from itertools import chain
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from google.protobuf.message import DecodeError
 
 from ganshou_common import logs
 from ganshou_common.consumer import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
+from ganshou_metrics.adapters.bounded_fetch import BoundedFetch
 from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_key, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
@@ -63,14 +64,12 @@ class Folded:
 async def fold(share: Share) -> Folded:
     """Read, fold and write the share; its rows acknowledged by the broker (acks=all)."""
     done, clock = Folded(stop=dict(share.ends)), time.monotonic()
-    consumer = AIOKafkaConsumer(bootstrap_servers=share.bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
-                                **client_kwargs())
-    await consumer.start()
+    fetch = BoundedFetch(share.bootstrap, share.ends)
+    await fetch.start()
     try:
-        await _read(consumer, share.ends, done)
+        await _read(fetch, done)
     finally:
-        await consumer.stop()
+        await fetch.close()
     read = time.monotonic()
     producer = AIOKafkaProducer(bootstrap_servers=share.bootstrap, acks="all",  # under the broker's 1 MiB
                                 max_batch_size=512 * 1024, **client_kwargs())
@@ -87,42 +86,46 @@ async def fold(share: Share) -> Folded:
     return done
 
 
-async def _read(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], done: Folded) -> None:
+async def _read(fetch: BoundedFetch, done: Folded) -> None:
     """Fold every partition up to its end (or its first refused event, left to faust, which
     dead-letters it as usual)."""
     stop = done.stop
-    todo = {tp for tp, end in ends.items() if end > 0}
-    consumer.assign(list(todo))
-    for tp in todo:
-        consumer.seek(tp, 0)
-    while todo:
-        batches = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
-        for tp, records in batches.items():
-            table = done.rows.setdefault(tp.topic, {}).setdefault(tp.partition, {})
-            position, refused = 0, False
-            for record in records:
-                if record.offset >= stop[tp]:
-                    break
-                try:
-                    env = decode(record.value)
-                    msg = checked_payload(env)
-                    key = env.stream_id
-                    new = apply(decode_row(table.get(key)), env, msg)
-                except (Nonsense, PoisonMessage, DecodeError, KeyError, ValueError, TypeError) as exc:
-                    stop[tp] = record.offset
-                    log.warning("catch_up_partition_stopped", topic=tp.topic, partition=tp.partition,
-                                offset=record.offset, error=repr(exc))
-                    done.stopped_at[f"{tp.topic}[{tp.partition}]"] = record.offset
-                    refused = True
-                    break
-                position = record.offset + 1
-                done.events += 1
-                if new is not None:
-                    table[key] = encode_row(new)  # held as the tables hold rows (row_codec.py)
-            # The consumer's position also passes offsets that hold no record.
-            if refused or max(position, await consumer.position(tp)) >= stop[tp]:
-                todo.discard(tp)
-                consumer.pause(tp)
+    async for tp, batches, first in fetch:
+        table = done.rows.setdefault(tp.topic, {}).setdefault(tp.partition, {})
+        events, refused = _fold(table, batches, first, stop[tp])
+        done.events += events
+        if refused is not None:
+            offset, exc = refused
+            stop[tp] = offset
+            fetch.drop(tp)
+            log.warning("catch_up_partition_stopped", topic=tp.topic, partition=tp.partition,
+                        offset=offset, error=repr(exc))
+            done.stopped_at[f"{tp.topic}[{tp.partition}]"] = offset
+
+
+def _fold(table: dict[str, bytes], batches: list, first: int, end: int) -> tuple[int, tuple[int, Exception] | None]:
+    """The records of `batches` at first ≤ offset < end applied to the rows in `table` (held as
+    the tables hold them: row_codec.py); how many, and the offset of the one refused and why."""
+    events = 0
+    for batch in batches:
+        for record in batch:
+            offset = record.offset
+            if offset < first:
+                continue
+            if offset >= end:
+                return events, None
+            try:
+                env = decode(record.value)
+                msg = checked_payload(env)
+                key = env.stream_id
+                old = table.get(key)
+                new = apply(decode_row(old) if old else None, env, msg)
+            except (Nonsense, PoisonMessage, DecodeError, KeyError, ValueError, TypeError) as exc:
+                return events, (offset, exc)
+            events += 1
+            if new is not None:
+                table[key] = encode_row(new)
+    return events, None
 
 
 async def _write(producer: AIOKafkaProducer, changelogs: dict[str, str],
