@@ -67,17 +67,17 @@ class Pass:
     seconds: float = 0.0
     stopped_at: dict[str, int] = field(default_factory=dict)  # "topic[p]" → the refused event's offset
     figures: Figures | None = None  # of the rows it folded
-    # What the tables are to hold (Tables.preload): per source topic, its rows by changelog
-    # partition, and per changelog partition the offset of its last row.
-    parts: dict[str, list[tuple[int, dict[str, bytes]]]] = field(default_factory=dict, repr=False)
+    # What the tables are to hold (Tables.preload_rows): per source topic, its rows by key and
+    # the keys of each changelog partition, and per changelog partition the offset of its last row.
+    parts: dict[str, tuple[dict[str, bytes], dict[int, list[str]]]] = field(default_factory=dict, repr=False)
     last_offsets: dict[TopicPartition, int] = field(default_factory=dict, repr=False)
     changelogs: dict[str, str] = field(default_factory=dict)  # source topic → the changelog it wrote
 
     def preload(self, tables: "Tables") -> None:
         """The rows handed to the tables' stores (preloaded_store.py): faust need not read them back."""
         _same_tables(tables, self.changelogs)
-        for topic, parts in self.parts.items():
-            tables.preload(topic, parts, self.last_offsets)
+        for topic, (rows, keys) in self.parts.items():
+            tables.preload_rows(topic, rows, keys, self.last_offsets)
         self.parts = {}
 
 
@@ -211,8 +211,17 @@ async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str]
         consumer.assign(tps)  # aiokafka commits only assigned partitions
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in stop.items()})
         for topic in changelogs:  # the shares' partitions are disjoint: a key in one of them
-            done.parts[topic] = [p for f in folded for p in f.rows.get(topic, {}).items()]
-            done.rows += sum(len(rows) for _, rows in done.parts[topic])
+            rows: dict[str, bytes] = {}
+            keys: dict[int, list[str]] = {}
+            for f in sorted(folded, key=lambda f: -len(f.rows.get(topic, ()))):
+                held = f.rows.get(topic)
+                if held and rows:
+                    rows.update(held)
+                elif held:
+                    rows = held  # the largest taken as it is, the others added to it
+                keys.update(f.keys.get(topic, {}))
+            done.parts[topic] = (rows, keys)
+            done.rows += len(rows)
         done.last_offsets, done.changelogs = last_offsets, dict(changelogs)
         done.figures = figures
         done.seconds = time.monotonic() - started

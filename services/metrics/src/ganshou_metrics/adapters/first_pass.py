@@ -53,9 +53,11 @@ class Folded:
     """What a share did (pickled back to the worker when run in a process of its own)."""
 
     events: int = 0
-    # source topic → partition → key → row: a row's partition is that of its stream's events
-    # (no map of key → partition to fill an event, or to copy back)
-    rows: dict[str, dict[int, dict[str, bytes]]] = field(default_factory=dict)
+    rows: dict[str, dict[str, bytes]] = field(default_factory=dict)  # source topic → key → row
+    # source topic → partition → the keys of its rows: a row's partition is that of its
+    # stream's events (its changelog partition). One dict of rows a topic, not one a
+    # partition: the worker merged six partitions' dicts in 0.18 s a million, two in 0.06.
+    keys: dict[str, dict[int, list[str]]] = field(default_factory=dict)
     stop: dict[TopicPartition, int] = field(default_factory=dict)  # source offsets to commit
     stopped_at: dict[str, int] = field(default_factory=dict)  # "topic[p]" → the refused event's offset
     last_offsets: dict[TopicPartition, int] = field(default_factory=dict)  # changelog partition → last row's
@@ -78,12 +80,11 @@ async def fold(share: Share, folded: Callable[[Folded], None] = lambda done: Non
                                 max_batch_size=512 * 1024, **client_kwargs())
     await producer.start()
     try:
-        done.last_offsets = await _write(producer, share.changelogs, done.rows)
+        done.last_offsets = await _write(producer, share.changelogs, done.rows, done.keys)
     finally:
         await producer.stop()
     written = time.monotonic()
-    done.figures = Figures.from_counted(counted_rows(chain.from_iterable(
-        part.values() for parts in done.rows.values() for part in parts.values())))
+    done.figures = Figures.from_counted(counted_rows(chain.from_iterable(rows.values() for rows in done.rows.values())))
     log.info("catch_up_share_done", events=done.events, read_s=round(read - clock, 1),
              write_s=round(written - read, 1), figures_s=round(time.monotonic() - written, 1))
     return done
@@ -94,8 +95,9 @@ async def _read(fetch: BoundedFetch, done: Folded) -> None:
     dead-letters it as usual)."""
     stop = done.stop
     async for tp, batches, first in fetch:
-        table = done.rows.setdefault(tp.topic, {}).setdefault(tp.partition, {})
-        events, refused = _fold(table, batches, first, stop[tp])
+        table = done.rows.setdefault(tp.topic, {})
+        keys = done.keys.setdefault(tp.topic, {}).setdefault(tp.partition, [])
+        events, refused = _fold(table, keys, batches, first, stop[tp])
         done.events += events
         if refused is not None:
             offset, exc = refused
@@ -106,9 +108,11 @@ async def _read(fetch: BoundedFetch, done: Folded) -> None:
             done.stopped_at[f"{tp.topic}[{tp.partition}]"] = offset
 
 
-def _fold(table: dict[str, bytes], batches: list, first: int, end: int) -> tuple[int, tuple[int, Exception] | None]:
+def _fold(table: dict[str, bytes], keys: list[str], batches: list, first: int,
+          end: int) -> tuple[int, tuple[int, Exception] | None]:
     """The records of `batches` at first ≤ offset < end applied to the rows in `table` (held as
-    the tables hold them: row_codec.py); how many, and the offset of the one refused and why."""
+    the tables hold them: row_codec.py), the key of each new row added to `keys`; how many,
+    and the offset of the one refused and why."""
     events = 0
     for batch in batches:
         for record in batch:
@@ -127,12 +131,14 @@ def _fold(table: dict[str, bytes], batches: list, first: int, end: int) -> tuple
                 return events, (offset, exc)
             events += 1
             if new is not None:
+                if old is None:
+                    keys.append(key)
                 table[key] = encode_row(new)
     return events, None
 
 
-async def _write(producer: AIOKafkaProducer, changelogs: dict[str, str],
-                 rows: dict[str, dict[int, dict[str, bytes]]]) -> dict[TopicPartition, int]:
+async def _write(producer: AIOKafkaProducer, changelogs: dict[str, str], rows: dict[str, dict[str, bytes]],
+                 keys: dict[str, dict[int, list[str]]]) -> dict[TopicPartition, int]:
     """Every row to its changelog partition (the partition of the events it came from, as
     faust's co-partitioned tables place it), keyed as faust's json codec writes a key; per
     changelog partition, the offset of the last row written. Rows are packed into record
@@ -143,13 +149,14 @@ async def _write(producer: AIOKafkaProducer, changelogs: dict[str, str],
     async def flush(tp: TopicPartition, batch) -> None:
         sent.append((tp, batch.record_count(), await producer.send_batch(batch, tp.topic, partition=tp.partition)))
 
-    for topic, parts in rows.items():
-        for p, table in parts.items():
-            if not table:
+    for topic, parts in keys.items():
+        table = rows[topic]
+        for p, held in parts.items():
+            if not held:
                 continue
             tp, batch = TopicPartition(changelogs[topic], p), producer.create_batch()
-            for key, row in table.items():
-                k = encode_key(key)
+            for key in held:
+                k, row = encode_key(key), table[key]
                 if batch.append(key=k, value=row, timestamp=None) is None:  # full
                     await flush(tp, batch)
                     batch = producer.create_batch()
@@ -194,12 +201,12 @@ def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
         # fraction of pickle's time; sent before they are written, so that it loads them
         # while this process writes (after the write, loading 650,000 rows held the pass up
         # 0.35 s).
-        results.send_bytes(ROWS + marshal.dumps(done.rows))
+        results.send_bytes(ROWS + marshal.dumps((done.rows, done.keys)))
 
     async def run() -> None:
         try:
             done = await fold(share, send_rows)
-            done.rows = {}  # sent
+            done.rows, done.keys = {}, {}  # sent
             out = DONE + pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)  # offsets, figures
         except BaseException:  # noqa: BLE001 - reported to the worker, which fails the pass
             out = FAILED + traceback.format_exc().encode()
@@ -261,7 +268,7 @@ class ShareProcess:
                     rows = marshal.loads(body)
                 elif kind == DONE and rows is not None:
                     result = pickle.loads(body)
-                    result.rows = rows
+                    result.rows, result.keys = rows
                     return result
                 else:
                     raise RuntimeError(f"a first-pass process failed:\n{bytes(body).decode(errors='replace')}")

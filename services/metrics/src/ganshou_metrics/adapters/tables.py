@@ -37,6 +37,12 @@ class Tables:
             else:
                 rows.update(part)
             keys.setdefault(p, []).extend(part)
+        return self.preload_rows(topic, rows, keys, last_offsets)
+
+    def preload_rows(self, topic: str, rows: dict[str, bytes], keys: Mapping[int, list[str]],
+                     last_offsets: dict[TopicPartition, int]) -> int:
+        """Hand the rows, and the keys of each changelog partition, to the table's store. How
+        many rows it holds."""
         preload(self._tables[topic], rows, keys, last_offsets)
         return len(rows)
 

@@ -61,7 +61,8 @@ def _community(s, m: it.CommunityRegistered, env):
 
 
 def _household(s, m: it.HouseholdRegistered, env):
-    s.update(kind="household", c=m.community_id, seg=m.segments[0] if m.segments else 0, met=[])
+    segments = m.segments  # each read of a repeated field makes a new container (~190 ns)
+    s.update(kind="household", c=m.community_id, seg=segments[0] if segments else 0, met=[])
 
 
 def _visited(s, m: it.HouseholdVisited, env):
