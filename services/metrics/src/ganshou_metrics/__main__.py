@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 
 from ganshou_common import logs
 
@@ -51,11 +52,15 @@ def worker() -> None:
     processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
     spawned = ShareProcess.start(processes - 1, "metrics-worker", os.environ.get("LOG_LEVEL", "INFO"))
     changelogs = names.changelogs(generation, topics)
+    # faust's imports in a thread from now on (the processes are forked): the pass's first
+    # steps mostly wait for the broker, and the imports take that time.
+    importer = threading.Thread(target=_import_worker, name="import-worker", daemon=True)
+    importer.start()
 
     async def first_pass():
         existing = await ensure_changelogs(bootstrap, changelogs.values(), partitions)
         return existing, await catch_up(bootstrap, names.app_id(generation), changelogs, partitions, spawned,
-                                        meanwhile=_import_worker)
+                                        meanwhile=importer.join)
 
     existing, done = asyncio.run(first_pass())
     # Made once the pass's loop is gone: faust's app and the gRPC server belong to faust's loop.

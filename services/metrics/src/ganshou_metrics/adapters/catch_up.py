@@ -20,8 +20,10 @@ and its rows (a superset, each as new or newer) follow the first pass's in the c
 Two workers of one generation must not pass at once (an older row could land after a newer
 one): the pass is held under a lock, the one partition of `<group>.catch-up` in a consumer
 group of that name (assigned sticky: it stays with its holder while others join), and
-re-checks the committed offsets once it holds it. The commit itself
-carries no group generation, which the broker refuses while faust's group has members.
+re-checks the committed offsets once it holds it. The shares start folding before the
+lock is held (taking it is a few round trips to the broker) and write only once it is. The
+commit itself carries no group generation, which the broker refuses while faust's group
+has members.
 
 Shares. The fold is split by partition number (partition p of every topic to share p mod
 n; a stream's events, rows and changelog partition stay together) over n processes, one a
@@ -176,24 +178,26 @@ async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str]
         if await _started(admin, group_id, tps):
             meanwhile()
             return None
-        holder = await _lock(bootstrap, group_id)
-        if await _started(admin, group_id, tps):
-            meanwhile()
-            return None  # another worker passed while this one waited for the lock
         started, done = time.monotonic(), Pass()
         ends = await consumer.end_offsets(tps)
         shares = _shares(bootstrap, ends, changelogs, 1 + len(spawned))
+        # The other shares to their processes at once: they fold while this one takes the lock
+        # and imports faust (~1 s of one core), and write once the lock is held.
+        for process, share in zip(spawned, shares[1:]):
+            process.give(share)
+        holder = await _lock(bootstrap, group_id)
+        if await _started(admin, group_id, tps):
+            meanwhile()
+            return None  # another worker passed while this one waited for the lock: nothing written
+        for process in spawned:
+            process.allow_write()
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()), processes=len(shares))
         # The pass only adds objects, none in cycles; the collector's full passes over a
         # growing million rows doubled its time. Off for the pass; after it, the rows are
         # frozen (never scanned again: faust's worker then collects only what is new).
         gc.disable()
         try:
-            # The other shares to their processes, which fold while this one imports faust
-            # (~1 s of one core); then the first share here (its rows need no copy back).
-            for process, share in zip(spawned, shares[1:]):
-                process.give(share)
-            meanwhile()
+            meanwhile()  # then the first share here (its rows need no copy back)
             folded = await asyncio.gather(*(fold(s) for s in shares[:1]),
                                           *(p.folded() for p, _ in zip(spawned, shares[1:])))
         finally:

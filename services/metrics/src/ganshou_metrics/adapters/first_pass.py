@@ -202,6 +202,12 @@ def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
         # while this process writes (after the write, loading 650,000 rows held the pass up
         # 0.35 s).
         results.send_bytes(ROWS + marshal.dumps((done.rows, done.keys)))
+        try:
+            allowed = shares.recv() == WRITE  # once the worker holds the pass's lock
+        except EOFError:
+            allowed = False
+        if not allowed:  # another worker of the generation passed meanwhile: nothing is written
+            os._exit(0)
 
     async def run() -> None:
         try:
@@ -223,8 +229,9 @@ def _serve(shares, results, worker_pid: int, service: str, level: str) -> None:
 
 
 # What a share's process sends back, each a message of its own: its rows once folded, then
-# the rest once written; or why it failed.
+# the rest once written; or why it failed. What it is told after its share: whether to write.
 ROWS, DONE, FAILED = b"R", b"D", b"F"
+WRITE = "write"
 
 
 class ShareProcess:
@@ -250,11 +257,18 @@ class ShareProcess:
         return [cls(service, level) for _ in range(max(0, n))]
 
     def give(self, share: Share) -> None:
-        """The process starts folding `share` (see `folded`)."""
+        """The process starts folding `share` (see `folded`); it writes the rows once allowed."""
         try:
             self._shares.send(share)
         except BrokenPipeError:
             pass  # it died: `folded` says so
+
+    def allow_write(self) -> None:
+        """The rows may be written (the pass's lock is held): told before or after they are folded."""
+        try:
+            self._shares.send(WRITE)
+        except BrokenPipeError:
+            pass
 
     async def folded(self) -> Folded:
         """What the process folded; its failure (or death) fails the pass."""
@@ -279,14 +293,19 @@ class ShareProcess:
     async def fold(self, share: Share) -> Folded:
         """`fold(share)` in this process."""
         self.give(share)
+        self.allow_write()
         return await self.folded()
 
     def dismiss(self) -> None:
-        """Told to exit if it has not folded (idempotent); reaped."""
+        """Told to exit if it has not written (idempotent); reaped. Killed if still folding:
+        its rows are no longer wanted (the pass failed, or another worker made it)."""
         try:
             self._shares.send(None)
         except (BrokenPipeError, OSError):
             pass
         self._shares.close()
         self._results.close()
-        self._process.join(5)
+        self._process.join(1)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
