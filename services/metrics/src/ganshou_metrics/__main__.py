@@ -58,9 +58,14 @@ def worker() -> None:
     importer.start()
 
     async def first_pass():
-        existing = await ensure_changelogs(bootstrap, changelogs.values(), partitions)
-        return existing, await catch_up(bootstrap, names.app_id(generation), changelogs, partitions, spawned,
-                                        meanwhile=importer.join)
+        # The changelogs are made while the shares fold: the pass writes to them only after.
+        made = asyncio.ensure_future(ensure_changelogs(bootstrap, changelogs.values(), partitions))
+        try:
+            done = await catch_up(bootstrap, names.app_id(generation), changelogs, partitions, spawned,
+                                  meanwhile=importer.join, changelogs_made=made)
+        finally:
+            existing = await made  # made in any case: faust declares none of them
+        return existing, done
 
     existing, done = asyncio.run(first_pass())
     # Made once the pass's loop is gone: faust's app and the gRPC server belong to faust's loop.

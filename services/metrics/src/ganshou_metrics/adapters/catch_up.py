@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -149,22 +149,25 @@ def _same_tables(tables: Tables, changelogs: Mapping[str, str]) -> None:
 
 
 async def catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str], partitions: int,
-                   spawned: Sequence[ShareProcess] = (), meanwhile: Callable[[], None] = lambda: None) -> Pass | None:
+                   spawned: Sequence[ShareProcess] = (), meanwhile: Callable[[], None] = lambda: None,
+                   changelogs_made: Awaitable[object] | None = None) -> Pass | None:
     """Pass over the source topics (`changelogs`: source topic → its table's changelog, which
-    must exist) when this generation has not started yet, its rows for the tables
-    (`Pass.preload`); None when it has (faust goes on from its committed offsets). The pass's
-    first share is folded here, the others in the `spawned` processes (first_pass.py), each
-    dismissed once done. `meanwhile` is called once, blocking: once the other shares are
-    handed out (the worker imports faust while they fold), or when there is no pass."""
+    must exist, or be made by `changelogs_made`, awaited before any row is written) when this
+    generation has not started yet, its rows for the tables (`Pass.preload`); None when it
+    has (faust goes on from its committed offsets). The pass's first share is folded here,
+    the others in the `spawned` processes (first_pass.py), each dismissed once done.
+    `meanwhile` is called once, blocking: once the other shares are handed out (the worker
+    imports faust while they fold), or when there is no pass."""
     try:
-        return await _catch_up(bootstrap, group_id, changelogs, partitions, spawned, meanwhile)
+        return await _catch_up(bootstrap, group_id, changelogs, partitions, spawned, meanwhile, changelogs_made)
     finally:
         for process in spawned:
             process.dismiss()
 
 
 async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str], partitions: int,
-                    spawned: Sequence[ShareProcess], meanwhile: Callable[[], None]) -> Pass | None:
+                    spawned: Sequence[ShareProcess], meanwhile: Callable[[], None],
+                    changelogs_made: Awaitable[object] | None) -> Pass | None:
     tps = [TopicPartition(t, p) for t in changelogs for p in range(partitions)]
     # A short retry backoff: the end offsets are asked before any metadata of the topics is
     # known, and aiokafka learns a topic a retry at a time (3 × 100 ms by default).
@@ -185,13 +188,15 @@ async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str]
         # and imports faust (~1 s of one core), and write once the lock is held.
         for process, share in zip(spawned, shares[1:]):
             process.give(share)
+        log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()), processes=len(shares))
         holder = await _lock(bootstrap, group_id)
         if await _started(admin, group_id, tps):
             meanwhile()
             return None  # another worker passed while this one waited for the lock: nothing written
+        if changelogs_made is not None:
+            await changelogs_made
         for process in spawned:
             process.allow_write()
-        log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()), processes=len(shares))
         # The pass only adds objects, none in cycles; the collector's full passes over a
         # growing million rows doubled its time. Off for the pass; after it, the rows are
         # frozen (never scanned again: faust's worker then collects only what is new).
