@@ -32,7 +32,18 @@ async def _topic_with(bootstrap: str, topic: str, counts: dict[int, int]) -> Non
         await producer.stop()
 
 
-async def _read(fetch: BoundedFetch, ends: dict[TopicPartition, int]) -> dict[TopicPartition, list[bytes]]:
+async def _delete_before(bootstrap: str, tp: TopicPartition, offset: int) -> None:
+    """The partition's records below `offset` deleted: its log now begins there."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(before_offset=offset)})
+    finally:
+        await admin.close()
+
+
+async def _read(fetch: BoundedFetch, ends: dict[TopicPartition, int],
+                starts: dict[TopicPartition, int] | None = None) -> dict[TopicPartition, list[bytes]]:
     """What a pass takes: records at first ≤ offset < end, each partition in order."""
     got: dict[TopicPartition, list[bytes]] = {tp: [] for tp in ends}
     await fetch.start()
@@ -41,7 +52,7 @@ async def _read(fetch: BoundedFetch, ends: dict[TopicPartition, int]) -> dict[To
             for batch in batches:
                 for record in batch:
                     if first <= record.offset < ends[tp]:
-                        assert record.offset == len(got[tp]), "each record once, in order"
+                        assert record.offset == (starts or {}).get(tp, 0) + len(got[tp]), "each record once, in order"
                         got[tp].append(record.value)
     finally:
         await fetch.close()
@@ -82,13 +93,17 @@ async def test_a_dropped_partition_is_fetched_no_more(kafka_bootstrap: str, uniq
 async def test_a_partition_whose_first_events_are_gone_fails_the_read(kafka_bootstrap: str, unique_topic: str) -> None:
     await _topic_with(kafka_bootstrap, unique_topic, {0: 100})
     tp = TopicPartition(unique_topic, 0)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_records({tp: RecordsToDelete(before_offset=40)})
-    finally:
-        await admin.close()
+    await _delete_before(kafka_bootstrap, tp, 40)
     # A consumer would jump to its reset offset and read on: a pass must not start past them.
     with pytest.raises(FetchFailed, match="first events are gone"):
         await _read(BoundedFetch(kafka_bootstrap, {tp: 100}), {tp: 100})
 
+
+
+async def test_a_read_from_given_starts_begins_there(kafka_bootstrap: str, unique_topic: str) -> None:
+    """As a restart reads a changelog: from the log's beginning, which need not be 0."""
+    await _topic_with(kafka_bootstrap, unique_topic, {0: 100})
+    tp = TopicPartition(unique_topic, 0)
+    await _delete_before(kafka_bootstrap, tp, 40)
+    got = await _read(BoundedFetch(kafka_bootstrap, {tp: 100}, {tp: 40}), {tp: 100}, {tp: 40})
+    assert got[tp] == [f"p0-{i}".encode() * 20 for i in range(40, 100)]

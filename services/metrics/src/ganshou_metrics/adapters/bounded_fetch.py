@@ -1,6 +1,6 @@
 """Read partitions from their start up to given ends, as record batches: the first pass's
-reading (first_pass.py), with aiokafka's client, fetch requests and record batches but
-without its consumer.
+reading of the source topics (first_pass.py) and a restart's of the changelogs (reload.py),
+with aiokafka's client, fetch requests and record batches but without its consumer.
 
 aiokafka's consumer wraps every record in a ConsumerRecord (its key and value sizes, its
 headers as a tuple) through Python generators: 1.9 s of CPU a million records here, against
@@ -41,13 +41,15 @@ class FetchFailed(Exception):
 
 class BoundedFetch:
     """`async for tp, batches, first in fetch`: each partition's record batches in order, from
-    offset 0 until its end; `first` is the offset the fetch asked for (a batch may begin
-    before it: records below it were handed out already). A partition is fetched until a
-    batch reaches its end, or until `drop(tp)`."""
+    its start (offset 0, or as given in `starts`) until its end; `first` is the offset the
+    fetch asked for (a batch may begin before it: records below it are not the read's). A
+    partition is fetched until a batch reaches its end, or until `drop(tp)`."""
 
-    def __init__(self, bootstrap: str, ends: Mapping[TopicPartition, int], patience_s: float = 60.0):
+    def __init__(self, bootstrap: str, ends: Mapping[TopicPartition, int],
+                 starts: Mapping[TopicPartition, int] | None = None, patience_s: float = 60.0):
         self._bootstrap, self._patience_s = bootstrap, patience_s
-        self._position = {tp: 0 for tp, end in ends.items() if end > 0}
+        starts = starts or {}
+        self._position = {tp: starts.get(tp, 0) for tp, end in ends.items() if end > starts.get(tp, 0)}
         self._ends = dict(ends)
         self._client: AIOKafkaClient | None = None
 

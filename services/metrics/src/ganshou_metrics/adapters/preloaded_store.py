@@ -2,7 +2,7 @@
 generation's reading of its changelogs, can fill before faust starts.
 
 The pass (catch_up.py) has every row in this process and has just written them to the
-changelogs; a restarted worker reads them back with a plain consumer (reload.py). faust's
+changelogs; a restarted worker reads them back outside faust (reload.py). faust's
 recovery would read them through its per-message consumer (~3,500–4,000 rows/s here, over
 four minutes for a million). Preloaded, the store holds the rows, the keys of each changelog
 partition (as lists: faust's own map of key → partition took ~0.5 s a million to build, and

@@ -2,8 +2,9 @@
 starts (a restart, a new pod of a running generation).
 
 faust's recovery reads a changelog through its per-message path: ~4,000 rows/s here, so a
-worker restarted with a million rows served its figures again only after ~255 s. A plain
-consumer instead reads every changelog partition up to its end as at start, keeps each
+worker restarted with a million rows served its figures again only after ~255 s. This reads
+every changelog partition from its beginning up to its end as at start (bounded_fetch.py, as
+the first pass reads the source topics), keeps each
 key's last row (a tombstone removes it) and hands the rows to the tables' stores with the
 offset of each partition's last record (preloaded_store.py): faust's recovery then reads
 only what was written after that, and its figures are recomputed from the rows as after
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ganshou_common import logs
 from ganshou_common.kafka_config import client_kwargs
+from ganshou_metrics.adapters.bounded_fetch import BoundedFetch
 from ganshou_metrics.adapters.tables import Tables
 
 log = logs.get("ganshou.metrics.reload")
@@ -41,23 +43,24 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
         raise ValueError("rows are read back as faust's json codec keys and raw bytes")
     started, done = time.monotonic(), Reloaded()
     source_of = {tables.changelog(t): t for t in tables.topics()}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
-                                **client_kwargs())
+    tps = [TopicPartition(c, p) for c in source_of for p in range(partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_kwargs())  # the offsets only
     await consumer.start()
     try:
-        tps = [TopicPartition(c, p) for c in source_of for p in range(partitions)]
         ends = await consumer.end_offsets(tps)
-        rows: dict[TopicPartition, dict[str, bytes]] = {}  # changelog partition → key → row
-        todo = {tp for tp, end in ends.items() if end > 0}
-        if todo:
-            consumer.assign(list(todo))
-            await consumer.seek_to_beginning(*todo)  # a compacted log may start after 0
-        while todo:
-            batches = await consumer.getmany(*todo, timeout_ms=500, max_records=10_000)
-            for tp, records in batches.items():
-                table, end = rows.setdefault(tp, {}), ends[tp]
-                for record in records:
+        starts = await consumer.beginning_offsets(tps)  # a compacted log may start after 0
+    finally:
+        await consumer.stop()
+    rows: dict[TopicPartition, dict[str, bytes]] = {}  # changelog partition → key → row
+    fetch = BoundedFetch(bootstrap, ends, starts)
+    await fetch.start()
+    try:
+        async for tp, batches, first in fetch:
+            table, end = rows.setdefault(tp, {}), ends[tp]
+            for batch in batches:
+                for record in batch:
+                    if record.offset < first:
+                        continue
                     if record.offset >= end:
                         break
                     done.records += 1
@@ -70,12 +73,8 @@ async def reload(bootstrap: str, tables: Tables, partitions: int) -> Reloaded:
                         table.pop(key, None)
                     else:
                         table[key] = record.value
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-                    consumer.pause(tp)
     finally:
-        await consumer.stop()
+        await fetch.close()
     # The offset of the last record before each end: recovery goes on after it.
     last = {tp: end - 1 for tp, end in ends.items() if end > 0}
     for changelog, topic in source_of.items():
