@@ -6,7 +6,6 @@ retention unlimited: the topics are the shared history.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -78,6 +77,8 @@ async def ensure_topics(
 
 
 async def _main(argv: list[str]) -> int:
+    import argparse  # here: every service imports this module, few run it (argparse ~30 ms)
+
     parser = argparse.ArgumentParser(description="Wait for Kafka and create Ganshou's topics.")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--partitions", type=int, default=6)

@@ -31,7 +31,8 @@ from prometheus_client import Counter
 from ganshou_common import logs
 from ganshou_common.kafka_config import faust_credentials
 from ganshou_common.schemas import load_all_schemas
-from ganshou_common.consumer import DEAD_LETTERS, PoisonMessage, decode
+from ganshou_common.consumer import DEAD_LETTERS
+from ganshou_common.envelopes import PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import dead_letter_topic
 from ganshou_metrics.adapters import names

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from google.protobuf.message import DecodeError
 
 from ganshou_common import logs
-from ganshou_common.consumer import PoisonMessage, decode
+from ganshou_common.envelopes import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_metrics.adapters.bounded_fetch import BoundedFetch
