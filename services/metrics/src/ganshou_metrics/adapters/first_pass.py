@@ -35,7 +35,8 @@ from ganshou_common.envelopes import PoisonMessage, decode
 from ganshou_common.kafka_config import client_kwargs
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_metrics.adapters.bounded_fetch import BoundedFetch
-from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_key, encode_row
+from ganshou_metrics.adapters.row_batches import row_batches
+from ganshou_metrics.adapters.row_codec import counted_rows, decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
 
 log = logs.get("ganshou.metrics.first_pass")
@@ -76,8 +77,8 @@ async def fold(share: Share, folded: Callable[[Folded], None] = lambda done: Non
         await fetch.close()
     folded(done)
     read = time.monotonic()
-    producer = AIOKafkaProducer(bootstrap_servers=share.bootstrap, acks="all",  # under the broker's 1 MiB
-                                max_batch_size=512 * 1024, **client_kwargs())
+    producer = AIOKafkaProducer(bootstrap_servers=share.bootstrap, acks="all", max_batch_size=BATCH_BYTES,
+                                **client_kwargs())
     await producer.start()
     try:
         done.last_offsets = await _write(producer, share.changelogs, done.rows, done.keys)
@@ -142,31 +143,23 @@ async def _write(producer: AIOKafkaProducer, changelogs: dict[str, str], rows: d
     """Every row to its changelog partition (the partition of the events it came from, as
     faust's co-partitioned tables place it), keyed as faust's json codec writes a key; per
     changelog partition, the offset of the last row written. Rows are packed into record
-    batches by hand: aiokafka's per-message send costs more than the fold of an event."""
+    batches by hand (row_batches.py): aiokafka's per-message send costs more than the fold
+    of an event."""
     last: dict[TopicPartition, int] = {}
     sent: list[tuple[TopicPartition, int, asyncio.Future]] = []
-
-    async def flush(tp: TopicPartition, batch) -> None:
-        sent.append((tp, batch.record_count(), await producer.send_batch(batch, tp.topic, partition=tp.partition)))
-
     for topic, parts in keys.items():
         table = rows[topic]
         for p, held in parts.items():
-            if not held:
-                continue
-            tp, batch = TopicPartition(changelogs[topic], p), producer.create_batch()
-            for key in held:
-                k, row = encode_key(key), table[key]
-                if batch.append(key=k, value=row, timestamp=None) is None:  # full
-                    await flush(tp, batch)
-                    batch = producer.create_batch()
-                    if batch.append(key=k, value=row, timestamp=None) is None:
-                        raise ValueError(f"row {key!r} is larger than a whole record batch ({len(row)} bytes)")
-            await flush(tp, batch)
+            tp = TopicPartition(changelogs[topic], p)
+            for batch in row_batches(held, table, BATCH_BYTES):
+                sent.append((tp, batch.record_count(), await producer.send_batch(batch, tp.topic, partition=tp.partition)))
     for tp, count, future in sent:
         meta = await future  # the batch's first offset
         last[tp] = max(last.get(tp, -1), meta.offset + count - 1)
     return last
+
+
+BATCH_BYTES = 512 * 1024  # a record batch's size at most: under the broker's 1 MiB a message
 
 
 # ---- a share in a process of its own -----------------------------------------------------
