@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ganshou_common import logs
 
@@ -52,40 +52,32 @@ def worker() -> None:
     processes = min(usable_cpus(), env_int("METRICS_CATCH_UP_PROCESSES", 2))
     spawned = ShareProcess.start(processes - 1, "metrics-worker", os.environ.get("LOG_LEVEL", "INFO"))
     changelogs = names.changelogs(generation, topics)
-    # faust's imports in a thread from now on (the processes are forked): the pass's first
-    # steps mostly wait for the broker, and the imports take that time.
-    importer = threading.Thread(target=_import_worker, name="import-worker", daemon=True)
-    importer.start()
+    # faust's imports, its app and the gRPC server made in a thread from now on (the processes
+    # are forked), while the other shares fold: made after the pass, they held its end up
+    # ~0.1 s. Nothing there asks for an event loop (none runs in that thread): faust's worker
+    # runs them in its own once the pass's is gone.
+    maker = ThreadPoolExecutor(1, thread_name_prefix="make-worker")
+    making = maker.submit(_make_worker, bootstrap, generation, partitions, topics)
+    maker.shutdown(wait=False)  # its one job still runs
 
     async def first_pass():
         # The changelogs are made while the shares fold: the pass writes to them only after.
         made = asyncio.ensure_future(ensure_changelogs(bootstrap, changelogs.values(), partitions))
         try:
             done = await catch_up(bootstrap, names.app_id(generation), changelogs, partitions, spawned,
-                                  meanwhile=importer.join, changelogs_made=made)
+                                  meanwhile=making.result, changelogs_made=made)
         finally:
             existing = await made  # made in any case: faust declares none of them
         return existing, done
 
     existing, done = asyncio.run(first_pass())
-    # Made once the pass's loop is gone: faust's app and the gRPC server belong to faust's loop.
-    projection, start = _make_worker(bootstrap, generation, partitions, topics)
+    projection, start = making.result()
     projection.knows(existing)
     if done is not None:
         projection.passed(done)
     else:  # a started generation: its rows read back from its changelogs, outside faust
         asyncio.run(projection.reload(bootstrap))
     start()
-
-
-def _import_worker() -> None:
-    """What faust's worker needs imported (~1 s of one core), while the pass's shares fold."""
-    import faust  # noqa: F401
-    import grpc  # noqa: F401
-
-    import ganshou_common.grpc_scaffold.server  # noqa: F401
-    import ganshou_metrics.adapters.faust_app  # noqa: F401
-    import ganshou_metrics.api.servicer  # noqa: F401
 
 
 def _make_worker(bootstrap: str, generation: str, partitions: int, topics: dict[str, str] | None):
