@@ -36,7 +36,7 @@ from ganshou_common.envelopes import PoisonMessage, decode
 from ganshou_common.sense import Nonsense, checked_payload
 from ganshou_common.topics import dead_letter_topic
 from ganshou_metrics.adapters import names
-from ganshou_metrics.adapters.catch_up import Pass, catch_up
+from ganshou_metrics.adapters.catch_up import LIGHTER_BY, Pass, catch_up
 from ganshou_metrics.adapters.changelog_topics import ensure_changelogs
 from ganshou_metrics.adapters.changelog_writer import send_row
 from ganshou_metrics.adapters.first_pass import ShareProcess
@@ -234,12 +234,14 @@ class Projection:
         """Source topic → its table's changelog (as names.py derives it, without faust)."""
         return names.changelogs(self.generation, self.topic_overrides)
 
-    async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = ()) -> Pass | Reloaded:
+    async def catch_up(self, bootstrap: str, spawned: Sequence[ShareProcess] = (),
+                       lighter_by: int = LIGHTER_BY) -> Pass | Reloaded:
         """A new generation's first pass outside faust (catch_up.py; its other shares in the
         `spawned` processes), or a started generation's rows read back from its changelogs
         (reload.py). The worker's start (`__main__.py`) runs the pass before it makes this
         projection, faust's imports in the middle of it."""
-        done = await catch_up(bootstrap, self.app.conf.id, self.changelogs(), self.partitions, spawned)
+        done = await catch_up(bootstrap, self.app.conf.id, self.changelogs(), self.partitions, spawned,
+                              lighter_by=lighter_by)
         return self.passed(done) if done is not None else await self.reload(bootstrap)
 
     def passed(self, done: Pass) -> Pass:
