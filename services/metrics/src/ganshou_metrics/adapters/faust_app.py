@@ -83,6 +83,9 @@ class Projection:
             # replacement takes over its partitions quickly.
             broker_session_timeout=10.0, broker_heartbeat_interval=2.0, broker_rebalance_timeout=20.0,
             broker_credentials=faust_credentials(),
+            # No task runs on the leader only: no leader topic, which faust would otherwise
+            # create at every start (~0.03 s after a rebuild's pass) and fetch from for ever.
+            topic_disable_leader=True,
         )
         self.tables: dict[str, faust.Table] = {}
         self.table_of: dict[str, faust.Table] = {}  # source topic → its table
