@@ -21,10 +21,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
 from ganshou_common.testing.procs import free_port, kill, spawn_module
-from ganshou_metrics.adapters.catch_up import Pass, _holds, _lock
+from ganshou_metrics.adapters.catch_up import Pass, _holds, _lock, _shares
 from ganshou_metrics.adapters.tables import Tables
 from ganshou_metrics.adapters.faust_app import Projection
-from ganshou_metrics.adapters.first_pass import Share, ShareProcess
+from ganshou_metrics.adapters.first_pass import Share, ShareProcess, fold, fold_leads
 from ganshou_metrics.adapters.reload import Reloaded
 from ganshou_metrics.adapters.row_codec import decode_row, encode_row
 from ganshou_metrics.domain.projection import Figures, apply
@@ -44,13 +44,17 @@ def _envelope(stream: str, version: int, msg) -> envelope_pb2.EventEnvelope:
 
 async def _topics(bootstrap: str, run: str) -> dict[str, str]:
     topics = {s: f"catch-up.{s}.{run}" for s in ("intake", "casework", "partner-resource")}
+    await _create(bootstrap, topics.values())
+    return topics
+
+
+async def _create(bootstrap: str, names) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in topics.values()])
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
     finally:
         await admin.close()
-    return topics
 
 
 async def _publish(bootstrap: str, topic: str, envelopes: list, poison_partition: int | None = None) -> None:
@@ -229,7 +233,9 @@ async def test_a_pass_in_two_processes_is_the_pass_in_one_and_its_figures_are_th
     topics = await _topics(kafka_bootstrap, run)
     await _publish(kafka_bootstrap, topics["intake"], _events(300), poison_partition=1)
     done, changelogs, held, committed = {}, {}, {}, {}
-    for processes, lighter_by in ((1, 0), (2, 0), (2, 10_000)):
+    ends = await _end_offsets(kafka_bootstrap, topics["intake"])
+    assert _shares("", ends, {}, 2, 300)[1].leads  # a case below where the other share leads this one's
+    for processes, lighter_by in ((1, 0), (2, 0), (2, 300), (2, 10_000)):
         projection = Projection(kafka_bootstrap, f"shares-{processes}-{lighter_by}-{run}", PARTITIONS, topics)
         await projection.ensure_changelogs(kafka_bootstrap)
         processes = (processes, lighter_by)
@@ -248,10 +254,37 @@ async def test_a_pass_in_two_processes_is_the_pass_in_one_and_its_figures_are_th
         assert projection.figures is done[processes].figures
 
     one = (1, 0)
-    for two in ((2, 0), (2, 10_000)):
+    for two in ((2, 0), (2, 300), (2, 10_000)):
         assert changelogs[one] == changelogs[two] and held[one] == held[two] and committed[one] == committed[two]
         assert (done[one].events, done[one].rows, done[one].stopped_at) == (
             done[two].events, done[two].rows, done[two].stopped_at)
+
+
+@pytest.mark.parametrize("before_the_refused_one", [True, False])
+async def test_a_share_goes_on_from_the_beginning_another_folded_for_it(kafka_bootstrap: str,
+                                                                         before_the_refused_one: bool) -> None:
+    """A partition's first events folded by one share (`Share.leads`), the rest by another on
+    from them: the rows, keys, stops and figures of the partition folded whole, whether the
+    lead ends before its refused event or stops at it."""
+    run = uuid.uuid4().hex[:8]
+    topics = await _topics(kafka_bootstrap, run)
+    await _publish(kafka_bootstrap, topics["intake"], _events(150), poison_partition=1)
+    changelogs = {t: f"{t}.changelog" for t in topics.values()}
+    await _create(kafka_bootstrap, changelogs.values())
+    ends = {tp: end for tp, end in (await _end_offsets(kafka_bootstrap, topics["intake"])).items() if end}
+    whole = await fold(Share(kafka_bootstrap, ends, changelogs))
+    p1 = TopicPartition(topics["intake"], 1)
+    refused = whole.stop[p1]
+    lead = refused // 2 if before_the_refused_one else ends[p1] - 1
+
+    led = await fold_leads(Share(kafka_bootstrap, {}, changelogs, leads={p1: lead}))
+    assert bool(led.stopped) is not before_the_refused_one
+    on = await fold(Share(kafka_bootstrap, ends, changelogs, starts={p1: lead}), leads=[led])
+
+    assert (on.rows, on.stop, on.stopped_at, on.events) == (whole.rows, whole.stop, whole.stopped_at, whole.events)
+    assert {t: {p: sorted(k) for p, k in parts.items()} for t, parts in on.keys.items()} == {
+        t: {p: sorted(k) for p, k in parts.items()} for t, parts in whole.keys.items()}
+    assert on.figures.snapshot(now=NOW) == whole.figures.snapshot(now=NOW)
 
 
 async def test_the_pass_figures_are_not_taken_once_recovery_changed_a_row(kafka_bootstrap: str) -> None:

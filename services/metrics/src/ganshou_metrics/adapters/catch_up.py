@@ -28,9 +28,10 @@ has members.
 Shares. The fold is split by whole partitions (a stream's events, rows and changelog
 partition stay together; no stream spans two topics) over n processes, one a core
 (first_pass.py), each partition to the share with the fewest events so far, this process's
-share lighter by the work it does besides (LIGHTER_BY); each writes its own rows and hands
-them over with their figures as soon as they are folded, and this process adds them to its
-own share's while the shares write. The pass knows its topics by name (names.py) and needs
+share lighter by the work it does besides (LIGHTER_BY), and what this one is still heavier
+by halved by beginnings of its partitions the lightest folds first and hands over (leads);
+each writes its own rows and hands them over with their figures as soon as they are
+folded, and this process adds them to its own share's while the shares write. The pass knows its topics by name (names.py) and needs
 no faust: the worker runs it before faust's imports, and imports (and makes faust's app)
 while the other shares fold (the pass's `seconds` include them). A share that fails fails the pass: nothing is committed. A share's
 process dies with the worker, so no older rows land after a later pass's.
@@ -146,22 +147,38 @@ def _shares(bootstrap: str, ends: dict[TopicPartition, int], changelogs: Mapping
         lightest = min(range(len(shares)), key=load.__getitem__)
         shares[lightest].ends[tp] = end
         load[lightest] += end
+    # Whole partitions leave this share up to a partition heavier than the lightest other: the
+    # beginnings of its largest ones are folded by that one first, half the difference.
+    if len(shares) > 1:
+        lightest = min(range(1, len(shares)), key=load.__getitem__)
+        move = (load[0] - load[lightest]) // 2
+        for tp, end in sorted(shares[0].ends.items(), key=lambda held: -held[1]):
+            lead = min(move, end - 1)
+            if lead <= 0:
+                break
+            shares[lightest].leads[tp] = shares[0].starts[tp] = lead
+            move -= lead
     return shares
 
 
 # This process's share is lighter by the work it does besides folding (faust's imports and
 # app, ~1.2 s of a core here), in events' worth of folding while the shares fold side by side
-# (~8 µs an event of the wall clock): the shares end closer together. A pass of a million
-# events in six partitions still splits three and three (two and four left this process
-# waiting 2.5 s for the other); the pipeline's few, in eighteen, go mostly to the other.
+# (~8 µs an event of the wall clock), so that the shares end together. A pass of a million
+# events in six partitions splits three and three, the other share folding the first 75,000
+# events of one of this one's before its own (three and three alone left the other process
+# idle ~1.2 s at the end, two and four this one 2.5 s); the pipeline's few, in eighteen
+# partitions, go mostly to the other.
 LIGHTER_BY = 150_000
 
 
-async def _fold_shares(mine: Share, others: Sequence[ShareProcess]) -> list[Folded]:
-    """The first share folded here, the others in their processes, each process's rows added
-    to this one's as they come (before either share is written: the merge of half a million
-    rows, ~0.2 s, is then not left for after the last write)."""
-    own: asyncio.Future[dict[str, dict[str, bytes]]] = asyncio.get_running_loop().create_future()
+async def _fold_shares(mine: Share, others: Sequence[tuple[ShareProcess, Share]]) -> list[Folded]:
+    """The first share folded here (on from the leads the others fold first), the others in
+    their processes, each process's rows added to this one's as they come (before either
+    share is written: the merge of half a million rows, ~0.2 s, is then not left for after
+    the last write)."""
+    loop = asyncio.get_running_loop()
+    own: asyncio.Future[dict[str, dict[str, bytes]]] = loop.create_future()
+    leads = {process: loop.create_future() for process, share in others if share.leads}
 
     async def adopt(keys: dict[str, dict[int, list[str]]], values: dict[str, dict[int, list[bytes]]]) -> None:
         rows = await own  # this share's rows, once final
@@ -176,12 +193,14 @@ async def _fold_shares(mine: Share, others: Sequence[ShareProcess]) -> list[Fold
             own.set_result(nothing.rows)
             return nothing
         try:
-            return await fold(mine, lambda done: own.set_result(done.rows))
+            return await fold(mine, lambda done: own.set_result(done.rows), [await led for led in leads.values()])
         finally:
             if not own.done():  # failed: nothing to add the others' rows to
                 own.cancel()
 
-    return list(await asyncio.gather(fold_mine(), *(p.folded(adopt) for p in others)))
+    return list(await asyncio.gather(fold_mine(), *(
+        process.folded(adopt, leads[process].set_result if process in leads else lambda led: None)
+        for process, _ in others)))
 
 
 def _same_tables(tables: Tables, changelogs: Mapping[str, str]) -> None:
@@ -231,11 +250,11 @@ async def _catch_up(bootstrap: str, group_id: str, changelogs: Mapping[str, str]
         shares = _shares(bootstrap, ends, changelogs, 1 + len(spawned), lighter_by)
         # The other shares to their processes at once: they fold while this one takes the lock
         # and imports faust (~1 s of one core), and write once the lock is held.
-        given = [process for process, share in zip(spawned, shares[1:]) if share.ends]
-        for process, share in zip(given, [share for share in shares[1:] if share.ends]):
+        given = list(zip(spawned, [share for share in shares[1:] if share.ends or share.leads]))
+        for process, share in given:
             process.give(share)
         log.info("catch_up_started", group=group_id, events_at_most=sum(ends.values()),
-                 processes=sum(1 for share in shares if share.ends), events_here=sum(shares[0].ends.values()))
+                 processes=1 + len(given), events_here=sum(shares[0].ends.values()) - sum(shares[0].starts.values()))
         holder = await _lock(bootstrap, group_id)
         if await _started(admin, group_id, tps):
             meanwhile()

@@ -48,6 +48,10 @@ class Share:
     bootstrap: str
     ends: dict[TopicPartition, int]  # its source partitions, each read up to this offset
     changelogs: dict[str, str]  # source topic → its table's changelog topic
+    # The beginnings of another share's partitions (its events below the offset), folded here
+    # first and handed over unwritten (`Led`); in that share, where its reading of them starts.
+    leads: dict[TopicPartition, int] = field(default_factory=dict)
+    starts: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,12 +75,64 @@ class Folded:
     figures: Figures = field(default_factory=Figures)
 
 
-async def fold(share: Share, folded: Callable[[Folded], None] = lambda done: None) -> Folded:
-    """Read, fold and write the share; its rows acknowledged by the broker (acks=all).
-    `folded` is called once the rows and their figures are final, before the rows are
-    written (the worker adds other shares' rows to them meanwhile)."""
-    done, clock = Folded(stop=dict(share.ends)), time.monotonic()
-    fetch = BoundedFetch(share.bootstrap, share.ends)
+@dataclass
+class Led:
+    """The beginnings of some partitions another share folded for this one (`Share.leads`):
+    their rows as a process sends them (`Folded.keys` and `.values`), how many events, and,
+    for those stopped at a refused event, where."""
+
+    keys: dict[str, dict[int, list[str]]]
+    values: dict[str, dict[int, list[bytes]]]
+    events: int
+    stopped: list[tuple[str, int, int]]  # (topic, partition, offset of the refused event)
+    stopped_at: dict[str, int]
+
+
+async def fold_leads(share: Share) -> Led:
+    """The beginnings of another share's partitions folded (neither figured nor written: they
+    are that share's rows to go on from)."""
+    done = Folded(stop=dict(share.leads))
+    fetch = BoundedFetch(share.bootstrap, share.leads)
+    await fetch.start()
+    try:
+        await _read(fetch, done)
+    finally:
+        await fetch.close()
+    return Led(done.keys, _values(done), done.events,
+               [(tp.topic, tp.partition, at) for tp, at in done.stop.items() if at < share.leads[tp]], done.stopped_at)
+
+
+def _begun(share: Share, leads: list[Led]) -> Folded:
+    """The share as the leads left it: their rows, events and stops; partitions stopped there
+    are not read on."""
+    done = Folded(stop=dict(share.ends))
+    for led in leads:
+        done.events += led.events
+        for topic, parts in led.keys.items():
+            rows, keys = done.rows.setdefault(topic, {}), done.keys.setdefault(topic, {})
+            for p, held in parts.items():
+                rows.update(zip(held, led.values[topic][p]))
+                keys[p] = list(held)
+        for topic, partition, at in led.stopped:
+            done.stop[TopicPartition(topic, partition)] = at
+        done.stopped_at.update(led.stopped_at)
+    return done
+
+
+def _values(done: Folded) -> dict[str, dict[int, list[bytes]]]:
+    return {topic: {p: [rows[key] for key in held] for p, held in parts.items()}
+            for topic, parts in done.keys.items() for rows in (done.rows[topic],)}
+
+
+async def fold(share: Share, folded: Callable[[Folded], None] = lambda done: None,
+               leads: list[Led] = ()) -> Folded:
+    """Read, fold and write the share (on from its `leads`, folded by another share); its
+    rows acknowledged by the broker (acks=all). `folded` is called once the rows and their
+    figures are final, before the rows are written (the worker adds other shares' rows to
+    them meanwhile)."""
+    done, clock = _begun(share, list(leads)), time.monotonic()
+    unstopped = {tp: end for tp, end in share.ends.items() if done.stop[tp] == end}
+    fetch = BoundedFetch(share.bootstrap, unstopped, starts=share.starts)
     await fetch.start()
     try:
         await _read(fetch, done)
@@ -181,6 +237,21 @@ def _die_with_parent() -> None:
 
 
 def _serve(shares, results, rows_fd: int, worker_pid: int, service: str, level: str) -> None:
+    written = 0  # in the memory file: each message's bytes after the last's
+
+    def send(kind: bytes, message) -> None:
+        # By marshal (plain lists and dicts of str and bytes), the worker loads it in a fraction
+        # of pickle's time. Through a memory file, its place by the pipe: through the pipe,
+        # ~50 MB of rows took 1-2 s, each 64 KB read by a thread of the worker waiting for the
+        # GIL while the worker folds.
+        nonlocal written
+        data, at = marshal.dumps(message), -(-written // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
+        sent = 0
+        while sent < len(data):
+            sent += os.pwrite(rows_fd, memoryview(data)[sent:], at + sent)
+        written = at + len(data)
+        results.send_bytes(kind + b"%d %d" % (at, len(data)))
+
     _die_with_parent()
     if os.getppid() != worker_pid:  # the worker died before the line above took effect
         os._exit(1)
@@ -197,20 +268,10 @@ def _serve(shares, results, rows_fd: int, worker_pid: int, service: str, level: 
     gc.disable()  # the fold only adds objects, none in cycles (see catch_up.py)
 
     def send_rows(done: Folded) -> None:
-        # The rows (plain lists of str and bytes, as `Folded.values`) by marshal, the worker
-        # loads them in a fraction of pickle's time; sent before they are written, so that it
-        # loads them while this process writes (after the write, loading 650,000 rows held
-        # the pass up 0.35 s). Through a memory file, its length by the pipe: through the pipe,
-        # ~50 MB took 1-2 s, each 64 KB read by a thread of the worker waiting for the GIL
-        # while the worker folds.
-        values = {topic: {p: [rows[key] for key in held] for p, held in parts.items()}
-                  for topic, parts in done.keys.items() for rows in (done.rows[topic],)}
-        data = marshal.dumps((done.keys, values))
-        written = 0
-        while written < len(data):
-            written += os.pwrite(rows_fd, memoryview(data)[written:], written)
+        # Sent before they are written, so that the worker loads them while this process
+        # writes (after the write, loading 650,000 rows held the pass up 0.35 s).
+        send(ROWS, (done.keys, _values(done)))
         os.close(rows_fd)  # the worker's descriptor keeps the file
-        results.send_bytes(ROWS + b"%d" % len(data))
         try:
             allowed = shares.recv() == WRITE  # once the worker holds the pass's lock
         except EOFError:
@@ -220,6 +281,9 @@ def _serve(shares, results, rows_fd: int, worker_pid: int, service: str, level: 
 
     async def run() -> None:
         try:
+            if share.leads:  # first: the worker's share waits for them
+                led = await fold_leads(share)
+                send(LEAD, (led.keys, led.values, led.events, led.stopped, led.stopped_at))
             done = await fold(share, send_rows)
             done.rows, done.keys = {}, {}  # sent
             out = DONE + pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)  # offsets, figures
@@ -237,9 +301,10 @@ def _serve(shares, results, rows_fd: int, worker_pid: int, service: str, level: 
     os._exit(1)  # not reached: run() leaves the process
 
 
-# What a share's process sends back, each a message of its own: its rows once folded, then
-# the rest once written; or why it failed. What it is told after its share: whether to write.
-ROWS, DONE, FAILED = b"R", b"D", b"F"
+# What a share's process sends back, each a message of its own: the leads it folded for the
+# worker's share, its rows once folded, then the rest once written; or why it failed. What it
+# is told after its share: whether to write.
+LEAD, ROWS, DONE, FAILED = b"L", b"R", b"D", b"F"
 WRITE = "write"
 
 
@@ -280,18 +345,23 @@ class ShareProcess:
         except BrokenPipeError:
             pass
 
-    async def folded(self, adopt: Callable[[dict, dict], Awaitable[None]] | None = None) -> Folded:
-        """What the process folded; its failure (or death) fails the pass. Its rows come as
-        soon as they are folded, before they are written: `adopt(keys, values)` is awaited
-        with them then (the result's `values` are then left empty)."""
+    async def folded(self, adopt: Callable[[dict, dict], Awaitable[None]] | None = None,
+                     led: Callable[[Led], None] = lambda led: None) -> Folded:
+        """What the process folded; its failure (or death) fails the pass. The leads it folds
+        for another share (`Share.leads`) come first, to `led`. Its rows come as soon as they
+        are folded, before they are written: `adopt(keys, values)` is awaited with them then
+        (the result's `values` are then left empty)."""
         loop = asyncio.get_running_loop()
         rows = None
         try:
             while True:
                 data = await loop.run_in_executor(None, self._results.recv_bytes)
                 kind, body = data[:1], memoryview(data)[1:]
-                if kind == ROWS:
-                    rows = self._rows(int(body))
+                if kind == LEAD:
+                    led(Led(*self._read(body)))
+                elif kind == ROWS:
+                    rows = self._read(body)
+                    os.ftruncate(self._rows_fd, 0)  # the last message: the file no longer needed
                     if adopt is not None:
                         await adopt(*rows)
                         rows = (rows[0], {})
@@ -305,11 +375,10 @@ class ShareProcess:
             await loop.run_in_executor(None, self._process.join)
             raise RuntimeError(f"a first-pass process died (exit code {self._process.exitcode})") from None
 
-    def _rows(self, length: int) -> tuple[dict, dict]:
-        with mmap.mmap(self._rows_fd, length, access=mmap.ACCESS_READ) as written:
-            rows = marshal.loads(written)
-        os.ftruncate(self._rows_fd, 0)  # the copy no longer needed
-        return rows
+    def _read(self, where: memoryview) -> tuple:
+        at, length = map(int, bytes(where).split())
+        with mmap.mmap(self._rows_fd, length, access=mmap.ACCESS_READ, offset=at) as written:
+            return marshal.loads(written)
 
     async def fold(self, share: Share) -> Folded:
         """`fold(share)` in this process."""
