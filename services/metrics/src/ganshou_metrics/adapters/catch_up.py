@@ -31,9 +31,10 @@ partition stay together; no stream spans two topics) over n processes, one a cor
 share lighter by the work it does besides (LIGHTER_BY), and what this one is still heavier
 by halved by beginnings of its partitions the lightest folds first and hands over (leads);
 each writes its own rows and hands them over with their figures as soon as they are
-folded, and this process adds them to its own share's while the shares write. The pass knows its topics by name (names.py) and needs
-no faust: the worker runs it before faust's imports, and imports (and makes faust's app)
-while the other shares fold (the pass's `seconds` include them). A share that fails fails the pass: nothing is committed. A share's
+folded, and this process adds them to its own share's while the shares write. The pass
+knows its topics by name (names.py) and needs no faust: the worker runs it before faust's
+imports, and imports (and makes faust's app) while the other shares fold (the pass's
+`seconds` include them). A share that fails fails the pass: nothing is committed. A share's
 process dies with the worker, so no older rows land after a later pass's.
 """
 

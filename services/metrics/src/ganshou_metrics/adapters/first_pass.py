@@ -358,9 +358,9 @@ class ShareProcess:
                 data = await loop.run_in_executor(None, self._results.recv_bytes)
                 kind, body = data[:1], memoryview(data)[1:]
                 if kind == LEAD:
-                    led(Led(*self._read(body)))
+                    led(Led(*self._load(body)))
                 elif kind == ROWS:
-                    rows = self._read(body)
+                    rows = self._load(body)
                     os.ftruncate(self._rows_fd, 0)  # the last message: the file no longer needed
                     if adopt is not None:
                         await adopt(*rows)
@@ -375,7 +375,8 @@ class ShareProcess:
             await loop.run_in_executor(None, self._process.join)
             raise RuntimeError(f"a first-pass process died (exit code {self._process.exitcode})") from None
 
-    def _read(self, where: memoryview) -> tuple:
+    def _load(self, where: memoryview) -> tuple:
+        """A message's body from the memory file, where the pipe says it is."""
         at, length = map(int, bytes(where).split())
         with mmap.mmap(self._rows_fd, length, access=mmap.ACCESS_READ, offset=at) as written:
             return marshal.loads(written)
