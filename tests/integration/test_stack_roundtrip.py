@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from ganshou_common.testing.kafka import create_topics
 from ganshou.common.v1 import envelope_pb2, types_pb2
 
 pytestmark = pytest.mark.integration
@@ -31,12 +31,7 @@ def make_envelope(stream_id: str, version: int, fen: int) -> envelope_pb2.EventE
 
 
 async def test_envelopes_round_trip_through_the_real_broker(kafka_bootstrap: str, unique_topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(unique_topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_bootstrap, [unique_topic], 3)
 
     sent = [make_envelope(f"s-{i % 4}", i // 4 + 1, fen=i * 100) for i in range(40)]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.records_to_delete import RecordsToDelete
 
+from ganshou_common.testing.kafka import create_topics
 from ganshou_metrics.adapters.bounded_fetch import BoundedFetch, FetchFailed
 
 pytestmark = pytest.mark.integration
 
 
 async def _topic_with(bootstrap: str, topic: str, counts: dict[int, int]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic], 3)
     # Small batches: a partition takes many batches and, with the fetch's bytes capped, many fetches.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=16 * 1024, linger_ms=5)
     await producer.start()

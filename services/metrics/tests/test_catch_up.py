@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from ganshou_common.testing.kafka import create_topics
 from ganshou.common.v1 import envelope_pb2
 from ganshou.intake.v1 import events_pb2 as it
 from ganshou_common.testing.procs import free_port, kill, spawn_module
@@ -44,17 +44,8 @@ def _envelope(stream: str, version: int, msg) -> envelope_pb2.EventEnvelope:
 
 async def _topics(bootstrap: str, run: str) -> dict[str, str]:
     topics = {s: f"catch-up.{s}.{run}" for s in ("intake", "casework", "partner-resource")}
-    await _create(bootstrap, topics.values())
+    await create_topics(bootstrap, topics.values(), PARTITIONS)
     return topics
-
-
-async def _create(bootstrap: str, names) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
 
 
 async def _publish(bootstrap: str, topic: str, envelopes: list, poison_partition: int | None = None) -> None:
@@ -270,7 +261,7 @@ async def test_a_share_goes_on_from_the_beginning_another_folded_for_it(kafka_bo
     topics = await _topics(kafka_bootstrap, run)
     await _publish(kafka_bootstrap, topics["intake"], _events(150), poison_partition=1)
     changelogs = {t: f"{t}.changelog" for t in topics.values()}
-    await _create(kafka_bootstrap, changelogs.values())
+    await create_topics(kafka_bootstrap, changelogs.values(), PARTITIONS)
     ends = {tp: end for tp, end in (await _end_offsets(kafka_bootstrap, topics["intake"])).items() if end}
     whole = await fold(Share(kafka_bootstrap, ends, changelogs))
     p1 = TopicPartition(topics["intake"], 1)

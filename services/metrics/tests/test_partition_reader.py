@@ -7,20 +7,16 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
+from ganshou_common.testing.kafka import create_topics
 from ganshou_metrics.adapters.partition_reader import PartitionReader, StretchUnavailable
 
 pytestmark = pytest.mark.integration
 
 
 async def _topic_with(bootstrap: str, topic: str, count: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic], 2)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

@@ -1,13 +1,23 @@
-"""Reading a whole topic back in tests, to compare what was published with what was stored."""
+"""Topics in tests: made, and read back whole to compare what was published with what was stored."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ganshou.common.v1 import envelope_pb2
+
+
+async def create_topics(bootstrap: str, names, partitions: int) -> None:
+    """New topics of `partitions` partitions each (one replica: the test broker's one)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names])
+    finally:
+        await admin.close()
 
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[envelope_pb2.EventEnvelope]:

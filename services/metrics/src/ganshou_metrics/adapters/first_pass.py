@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
 from dataclasses import dataclass, field
 
@@ -125,7 +125,7 @@ def _values(done: Folded) -> dict[str, dict[int, list[bytes]]]:
 
 
 async def fold(share: Share, folded: Callable[[Folded], None] = lambda done: None,
-               leads: list[Led] = ()) -> Folded:
+               leads: Sequence[Led] = ()) -> Folded:
     """Read, fold and write the share (on from its `leads`, folded by another share); its
     rows acknowledged by the broker (acks=all). `folded` is called once the rows and their
     figures are final, before the rows are written (the worker adds other shares' rows to
