@@ -102,7 +102,10 @@ def _make_worker(bootstrap: str, generation: str, partitions: int, topics: dict[
     server = GrpcServer(server_settings_from_env(), verifier_from_env())
     servicer = MetricsServicer(projection)
     server.add(servicer, rpc.add_MetricsServiceServicer_to_server, SERVICE)
-    REGISTRY.register(FiguresCollector(lambda: projection.figures))
+    # /metrics from now on (the pass's and faust's own counters); the figures only once the
+    # worker serves them: while a pass or a restart's reading back runs, none rather than zeros
+    # (the dashboards would show a town emptied).
+    figures, exported = FiguresCollector(lambda: projection.figures), False
     serve_metrics(env_int("METRICS_PORT", 9100))
 
     class Api(Service):
@@ -110,6 +113,10 @@ def _make_worker(bootstrap: str, generation: str, partitions: int, topics: dict[
 
         async def on_start(self) -> None:
             await server.start()
+            nonlocal exported
+            if not exported:  # once, should faust start this service again
+                REGISTRY.register(figures)
+                exported = True
 
         async def on_stop(self) -> None:
             servicer.stop_watchers()
